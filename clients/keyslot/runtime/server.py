@@ -1,0 +1,185 @@
+"""Server bootstrap shared by both services.
+
+``create_server`` builds a grpc.Server with the keyslot interceptor, health
+and reflection and binds it; ``serve`` runs it until SIGTERM/SIGINT and shuts
+down gracefully (health NOT_SERVING first, then ``server.stop(grace)``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
+
+from keyslot.runtime import auth
+from keyslot.runtime.errors import ServiceError, internal_status, unauthenticated_status
+
+log = logging.getLogger("keyslot")
+call_log = logging.getLogger("keyslot.calls")
+
+# Methods anyone may call: load balancers and tools need them without tokens.
+OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+class KeyslotInterceptor(grpc.ServerInterceptor):
+    """Authenticates, logs one line per call, and maps errors to rich statuses."""
+
+    def __init__(self, domain: str, resolver: auth.Resolver, log_calls: bool = True) -> None:
+        self.domain = domain
+        self.resolver = resolver
+        self.log_calls = log_calls
+
+    def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
+        method = handler_call_details.method
+        handler = continuation(handler_call_details)
+        if handler is None or method.startswith(OPEN_PREFIXES):
+            return handler
+        if handler.unary_unary is None:  # keyslot has unary RPCs only
+            return handler
+        token = auth.bearer_token(handler_call_details.invocation_metadata or ())
+        principal = self.resolver(token) if token else None
+        inner = handler.unary_unary
+        domain = self.domain
+        log_calls = self.log_calls
+
+        def behavior(request: Any, context: grpc.ServicerContext) -> Any:
+            started = time.perf_counter()
+            status = "OK"
+            caller = f"{principal.kind}:{principal.name}" if principal else "-"
+            try:
+                if principal is None:
+                    status = "UNAUTHENTICATED"
+                    message = "missing bearer token" if not token else "unknown bearer token"
+                    context.abort_with_status(
+                        rpc_status.to_status(unauthenticated_status(domain, message))
+                    )
+                bound = auth.set_principal(principal)
+                try:
+                    return inner(request, context)
+                finally:
+                    auth.reset_principal(bound)
+            except ServiceError as err:
+                status = f"{err.code.name}/{err.reason}"
+                context.abort_with_status(rpc_status.to_status(err.to_status()))
+            except NotImplementedError:
+                status = "UNIMPLEMENTED"
+                context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented yet")
+            except Exception:
+                if status != "OK" or _aborted(context):
+                    raise
+                status = "INTERNAL"
+                log.exception("unexpected error in %s", method)
+                context.abort_with_status(rpc_status.to_status(internal_status(domain)))
+            finally:
+                if log_calls:
+                    call_log.info(
+                        json.dumps(
+                            {
+                                "method": method,
+                                "status": status,
+                                "ms": round((time.perf_counter() - started) * 1000, 2),
+                                "caller": caller,
+                            },
+                            separators=(",", ":"),
+                        )
+                    )
+
+        return grpc.unary_unary_rpc_method_handler(
+            behavior,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def _aborted(context: grpc.ServicerContext) -> bool:
+    # context.abort raises a plain Exception; its code is already set then.
+    code = getattr(context, "code", lambda: None)()
+    return code not in (None, grpc.StatusCode.OK)
+
+
+@dataclass
+class Running:
+    """A bound server with its health servicer and the port it got."""
+
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+    service_names: Sequence[str]
+    on_stop: list[Callable[[], None]] = field(default_factory=list)
+
+    def stop(self, grace: float) -> None:
+        """Health NOT_SERVING first so balancers drain, then a graceful stop."""
+        self.health.enter_graceful_shutdown()
+        for hook in self.on_stop:
+            hook()
+        self.server.stop(grace).wait()
+
+
+def create_server(
+    *,
+    address: str,
+    domain: str,
+    resolver: auth.Resolver,
+    register: Callable[[grpc.Server], None],
+    service_names: Sequence[str],
+    workers: int = 16,
+    log_calls: bool = True,
+) -> Running:
+    """Builds and starts the server on ``address`` ("host:0" picks a free port)."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
+        interceptors=[KeyslotInterceptor(domain, resolver, log_calls)],
+        # One process per port: a second instance must fail to bind, not share.
+        options=[("grpc.so_reuseport", 0)],
+    )
+    register(server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise RuntimeError(f"could not bind {address}")
+    server.start()
+    for name in (*service_names, ""):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return Running(server, port, health_servicer, service_names)
+
+
+def setup_logging(service: str) -> None:
+    """One line per record on stderr, prefixed with the service."""
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format=f"%(asctime)s {service} %(levelname)s %(name)s %(message)s",
+    )
+
+
+def serve_forever(running: Running, grace: float, service: str) -> int:
+    """Blocks until SIGTERM/SIGINT, then stops gracefully. Returns the exit code."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("%s: received %s, shutting down", service, signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print(f"{service}: serving on port {running.port}", flush=True)
+    stop.wait()
+    running.stop(grace)
+    log.info("%s: stopped", service)
+    return 0

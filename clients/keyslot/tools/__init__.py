@@ -1,0 +1,1 @@
+"""Developer tools: `make run` launcher and the stale-stub check."""

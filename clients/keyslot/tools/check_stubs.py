@@ -1,0 +1,51 @@
+"""Fails when the checked-in stubs differ from what `make gen` would produce."""
+
+from __future__ import annotations
+
+import filecmp
+import sys
+import tempfile
+from pathlib import Path
+
+from grpc_tools import protoc
+
+ROOT = Path(__file__).resolve().parents[3]
+PROTOS = ROOT / "protos"
+CLIENTS = ROOT / "clients"
+
+
+def main() -> int:
+    files = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
+    with tempfile.TemporaryDirectory() as tmp:
+        args = [
+            "protoc",
+            f"-I{PROTOS}",
+            f"-I{Path(protoc.__file__).parent / '_proto'}",
+            f"--python_out={tmp}",
+            f"--pyi_out={tmp}",
+            f"--grpc_python_out={tmp}",
+            *files,
+        ]
+        if protoc.main(args) != 0:
+            print("check_stubs: protoc failed", file=sys.stderr)
+            return 1
+        fresh = sorted(p.relative_to(tmp) for p in Path(tmp).rglob("*") if p.is_file())
+        stale = [
+            str(rel)
+            for rel in fresh
+            if not (CLIENTS / rel).exists()
+            or not filecmp.cmp(Path(tmp) / rel, CLIENTS / rel, shallow=False)
+        ]
+        existing = sorted(p.relative_to(CLIENTS) for p in CLIENTS.rglob("*_pb2*.py*"))
+        orphans = [str(rel) for rel in existing if rel not in fresh]
+    if stale or orphans:
+        print("generated stubs are stale; run `make gen` and commit:", file=sys.stderr)
+        for name in stale + orphans:
+            print(f"  clients/{name}", file=sys.stderr)
+        return 1
+    print(f"stubs up to date ({len(fresh)} files)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The device service: accounts, devices, slots, deliveries and reserve codes."""

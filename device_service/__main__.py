@@ -1,0 +1,22 @@
+"""`python -m device_service`: run the device service until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import sys
+
+from keyslot.runtime.server import serve_forever, setup_logging
+from keyslot.runtime.settings import describe
+
+from device_service.server import Settings, build
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging("device")
+    settings = Settings.from_args(argv)
+    print("device service settings:\n" + describe(settings), flush=True)
+    running = build(settings)
+    return serve_forever(running, settings.grace, "device service")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,15 @@
+"""DeviceError: the device service's one error type (domain device.keyslot)."""
+
+from __future__ import annotations
+
+from keyslot.device.v1 import device_service_pb2 as pb
+from keyslot.runtime.errors import ServiceError, reasons_of
+
+DOMAIN = "device.keyslot"
+
+
+class DeviceError(ServiceError):
+    """A refusal of the device service; its reason is an ErrorReason name."""
+
+    DOMAIN = DOMAIN
+    REASONS = reasons_of(pb.ErrorReason.DESCRIPTOR)

@@ -1,0 +1,89 @@
+"""The device service's calls to the license service.
+
+Every call carries the peer token and a deadline. A refusal of the license
+service is relayed as a DeviceError with the same reason (so a blocked code
+reads CODE_BLOCKED at either service); an unreachable license service is
+LICENSE_SERVICE_UNAVAILABLE.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from keyslot.license.v1 import license_service_pb2 as lpb
+from keyslot.license.v1 import license_service_pb2_grpc as lpb_grpc
+from keyslot.runtime.errors import FieldViolation
+
+from device_service.errors import DeviceError
+
+
+class LicensePeer:
+    """A channel to the license service, authenticated as the peer."""
+
+    def __init__(self, address: str, token: str, deadline: float) -> None:
+        self.address = address
+        self.deadline = deadline
+        self._metadata = (("authorization", f"Bearer {token}"),)
+        self.channel = grpc.insecure_channel(address)
+        self.stub = lpb_grpc.LicenseServiceStub(self.channel)
+
+    def call(self, method: str, request: Any) -> Any:
+        """Calls ``method`` with the peer token and the deadline; relays refusals."""
+        rpc = getattr(self.stub, method)
+        try:
+            return rpc(request, timeout=self.deadline, metadata=self._metadata)
+        except grpc.RpcError as err:
+            raise relay(err) from None
+
+    # Shorthands for the calls the device service makes most.
+    def get_code(self, code: str) -> lpb.Code:
+        return self.call("GetCode", lpb.GetCodeRequest(code=code)).code
+
+    def batch_get_codes(self, codes: list[str]) -> list[lpb.Code]:
+        if not codes:
+            return []
+        return list(self.call("BatchGetCodes", lpb.BatchGetCodesRequest(codes=codes)).codes)
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+def relay(err: grpc.RpcError) -> DeviceError:
+    """A license-side error as the DeviceError a device-service caller sees."""
+    code = err.code()  # type: ignore[attr-defined]
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return DeviceError(
+            "LICENSE_SERVICE_UNAVAILABLE",
+            "the license service did not answer in time; retry",
+            grpc.StatusCode.UNAVAILABLE,
+        )
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    reason, metadata, violations = "", {}, []
+    if status is not None:
+        for detail in status.details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                reason, metadata = info.reason, dict(info.metadata)
+            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                violations = [FieldViolation(v.field, v.description) for v in bad.field_violations]
+    if reason in DeviceError.REASONS and reason not in (
+        "INTERNAL",
+        "UNAUTHENTICATED",
+        "PERMISSION_DENIED",
+    ):
+        return DeviceError(
+            reason,
+            err.details() or reason,  # type: ignore[attr-defined]
+            code,
+            field=violations[0].field if violations else None,
+            metadata=metadata,
+            violations=violations,
+        )
+    # The peer's own authentication or an internal fault is ours to hide.
+    return DeviceError("INTERNAL", "internal error", grpc.StatusCode.INTERNAL)

@@ -1,0 +1,119 @@
+"""Settings and wiring of the device service process."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from dataclasses import dataclass
+
+from keyslot.device.v1 import device_service_pb2_grpc as pb_grpc
+from keyslot.runtime import auth
+from keyslot.runtime.clock import Clock, make_clock
+from keyslot.runtime.server import Running, create_server
+from keyslot.runtime.settings import add_common_flags, truthy
+
+from device_service.api import DeviceApi
+from device_service.errors import DOMAIN
+from device_service.license_client import LicensePeer
+from device_service.store import DeviceStore
+
+SERVICE_NAME = "keyslot.device.v1.DeviceService"
+log = logging.getLogger("keyslot.device")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the device service is configured with."""
+
+    listen: str = "127.0.0.1:50052"
+    db: str = "var/device.db"
+    tokens_file: str = "var/tokens.json"
+    license_address: str = "127.0.0.1:50051"
+    # Empty: the first "peer" token of the tokens file.
+    peer_token: str = ""
+    license_deadline: float = 3.0
+    delivery_window_hours: float = 24.0
+    connection_code_ttl: float = 600.0
+    grace: float = 5.0
+    workers: int = 16
+    sweep_interval: float = 30.0
+    test_clock_file: str | None = None
+    log_calls: bool = True
+
+    @classmethod
+    def from_args(cls, argv: list[str] | None = None) -> Settings:
+        env = os.environ.get
+        parser = argparse.ArgumentParser(prog="python -m device_service")
+        add_common_flags(parser, cls.listen, cls.db)
+        parser.add_argument(
+            "--license-address",
+            default=env("KEYSLOT_LICENSE_ADDRESS", cls.license_address),
+            help="host:port of the license service (KEYSLOT_LICENSE_ADDRESS)",
+        )
+        parser.add_argument(
+            "--peer-token",
+            default=env("KEYSLOT_PEER_TOKEN", ""),
+            help="token for calls to the license service (KEYSLOT_PEER_TOKEN);"
+            " default: the first peer token of the tokens file",
+        )
+        parser.add_argument(
+            "--license-deadline",
+            type=float,
+            default=float(env("KEYSLOT_LICENSE_DEADLINE", "3")),
+            help="seconds per call to the license service",
+        )
+        parser.add_argument(
+            "--delivery-window-hours",
+            type=float,
+            default=float(env("KEYSLOT_DELIVERY_WINDOW_HOURS", "24")),
+            help="hours a sent subscription waits for completion (D4)",
+        )
+        parser.add_argument(
+            "--connection-code-ttl",
+            type=float,
+            default=float(env("KEYSLOT_CONNECTION_CODE_TTL", "600")),
+            help="seconds a connection code stays valid (D1)",
+        )
+        a = parser.parse_args(argv)
+        return cls(
+            listen=a.listen,
+            db=a.db,
+            tokens_file=a.tokens_file,
+            license_address=a.license_address,
+            peer_token=a.peer_token,
+            license_deadline=a.license_deadline,
+            delivery_window_hours=a.delivery_window_hours,
+            connection_code_ttl=a.connection_code_ttl,
+            grace=a.grace,
+            workers=a.workers,
+            sweep_interval=a.sweep_interval,
+            test_clock_file=a.test_clock_file,
+            log_calls=truthy(a.log_calls),
+        )
+
+
+def build(settings: Settings, clock: Clock | None = None) -> Running:
+    """Opens the store, connects to the license service and starts the server."""
+    clock = clock or make_clock(settings.test_clock_file)
+    store = DeviceStore(settings.db)
+    tokens = auth.TokenFile.load(settings.tokens_file)
+    peer_token = settings.peer_token or tokens.first_of_kind("peer")
+    if not peer_token:
+        raise SystemExit(
+            "device service: no peer token (set KEYSLOT_PEER_TOKEN or add a peer "
+            "token to the tokens file)"
+        )
+    license_peer = LicensePeer(settings.license_address, peer_token, settings.license_deadline)
+    api = DeviceApi(store=store, clock=clock, license=license_peer, settings=settings)
+    running = create_server(
+        address=settings.listen,
+        domain=DOMAIN,
+        resolver=auth.chain(tokens.resolve, store.resolve_credential),
+        register=lambda server: pb_grpc.add_DeviceServiceServicer_to_server(api, server),
+        service_names=[SERVICE_NAME],
+        workers=settings.workers,
+        log_calls=settings.log_calls,
+    )
+    running.on_stop.extend([license_peer.close, store.close])
+    return running

@@ -1,0 +1,1 @@
+"""The license service: products, activation codes, terms, lifecycle and grants."""

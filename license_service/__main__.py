@@ -1,0 +1,22 @@
+"""`python -m license_service`: run the license service until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import sys
+
+from keyslot.runtime.server import serve_forever, setup_logging
+from keyslot.runtime.settings import describe
+
+from license_service.server import Settings, build
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging("license")
+    settings = Settings.from_args(argv)
+    print("license service settings:\n" + describe(settings), flush=True)
+    running = build(settings)
+    return serve_forever(running, settings.grace, "license service")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
