@@ -1,0 +1,17 @@
+"""`python -m bench [--quick] [--keep]`: run every scenario and write the results."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bench.run import main
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--quick", action="store_true", help="short windows, scale up to 100k (under 2 minutes)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (DBs, logs)")
+    args = parser.parse_args()
+    sys.exit(main(quick=args.quick, keep=args.keep))

@@ -1,0 +1,353 @@
+"""The bench run: every scenario in one run, on one machine, against one ceiling."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import traceback
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from rich.console import Console
+
+from bench.fixtures import Api, Device, Unavailable
+from bench.load import ClientPool, LoadResult, Refused, error_key, op_send
+from bench.procs import TOKENS, Servers
+from bench.report import MISS, NA, PASS, Report, Row
+
+console = Console(stderr=True)
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Durations and sizes of a run."""
+
+    quick: bool
+    processes: int = 2
+    threads: int = 8  # per process: 16 calls in flight = the server's 16 workers
+    warmup: float = 3.0
+    duration: float = 15.0
+    contenders: int = 200
+    contended_slots: int = 5
+    scale_sizes: tuple[int, ...] = (10_000, 1_000_000)
+    scale_duration: float = 8.0
+
+    @classmethod
+    def make(cls, quick: bool) -> Plan:
+        if quick:
+            return cls(
+                quick, warmup=1.0, duration=4.0, scale_sizes=(10_000, 100_000), scale_duration=3.0
+            )
+        return cls(quick)
+
+
+def log(message: str) -> None:
+    console.log(message)
+
+
+def not_available(name: str, exc: BaseException) -> Row:
+    text = str(exc) or exc.__class__.__name__
+    return Row(name, status=NA, notes=f"not available: {text}"[:200])
+
+
+def summarize_errors(errors: Counter[str], limit: int = 3) -> str:
+    if not errors:
+        return ""
+    parts = [f"{k} x{v}" for k, v in errors.most_common(limit)]
+    return "errors: " + ", ".join(parts)
+
+
+class Bench:
+    def __init__(self, plan: Plan, workdir: Path) -> None:
+        from license_service.server import Settings
+
+        self.plan = plan
+        self.workers = Settings().workers  # the services' own default pool size
+        self.servers = Servers(workdir, self.workers)
+        self.report = Report(quick=plan.quick)
+        self.pool: ClientPool | None = None
+        self.api: Api | None = None
+        self.ceilings: list[float] = []
+        self.checkin_devices: list[Device] = []
+
+    # ------------------------------------------------------------ helpers
+
+    def load(self, kind: str, address: str, threads: list[dict[str, Any]], **kw: Any) -> LoadResult:
+        assert self.pool is not None
+        kw.setdefault("warmup", self.plan.warmup)
+        kw.setdefault("duration", self.plan.duration)
+        return self.pool.run(kind, address, threads, **kw)
+
+    @property
+    def n_threads(self) -> int:
+        return self.plan.processes * self.plan.threads
+
+    @property
+    def ceiling(self) -> float | None:
+        return sum(self.ceilings) / len(self.ceilings) if self.ceilings else None
+
+    def ratio(self, throughput: float) -> float | None:
+        return throughput / self.ceiling if self.ceiling else None
+
+    def throughput_row(
+        self, name: str, res: LoadResult, target: float | None, unit: str = ""
+    ) -> Row:
+        ratio = self.ratio(res.throughput)
+        status, target_text = "", ""
+        if target is not None:
+            target_text = f">= {target:g} x ceiling"
+            status = PASS if ratio is not None and ratio >= target else MISS
+        notes = "; ".join(filter(None, [unit, summarize_errors(res.errors), *res.notes]))
+        return Row(name, res.throughput, ratio, res.p50, res.p99, target_text, status, notes)
+
+    # ------------------------------------------------------------ scenarios
+
+    def run_ceiling(self, label: str) -> None:
+        log(f"ceiling ({label})")
+        threads = [{} for _ in range(self.n_threads)]
+        res = self.load("echo", self.servers.echo.address, threads)
+        if res.ok == 0:
+            self.report.add(
+                Row(
+                    f"1. ceiling: bare grpcio echo ({label})",
+                    status=NA,
+                    notes=summarize_errors(res.errors) or "; ".join(res.notes),
+                )
+            )
+            return
+        self.ceilings.append(res.throughput)
+        self.report.add(
+            Row(
+                f"1. ceiling: bare grpcio echo ({label})",
+                res.throughput,
+                None,
+                res.p50,
+                res.p99,
+                notes=f"{self.workers} server threads, {self.n_threads} client threads in "
+                f"{self.plan.processes} processes",
+            )
+        )
+
+    def setup_checkin(self) -> list[Device]:
+        """Connected devices, each with its own active code."""
+        api = self.api
+        assert api is not None
+        count = max(self.n_threads * 4, 64)
+        account_id, _ = api.account()
+        devices = api.connect(account_id, count)
+        codes = api.issue(count)
+        api.parallel(lambda dc: api.activate(*dc), list(zip(devices, codes, strict=True)), 8)
+        return devices
+
+    def run_checkin(self) -> None:
+        name = "2. CheckIn (device with an active code)"
+        log(name)
+        try:
+            assert self.api is not None
+            devices = self.checkin_devices = self.setup_checkin()
+            self.api.check_in(devices[0])  # probe: fails fast with the reason
+        except Unavailable as exc:
+            self.report.add(not_available(name, exc))
+            return
+        per = len(devices) // self.n_threads
+        threads = [
+            {"credentials": [d.credential for d in devices[i * per : (i + 1) * per]]}
+            for i in range(self.n_threads)
+        ]
+        res = self.load("checkin", self.servers.device.address, threads)
+        self.report.add(self.throughput_row(name, res, 0.8, f"{len(devices)} devices"))
+
+    def run_send(self) -> None:
+        name = "3. send handshake (SendSubscription + CompleteDelivery)"
+        log(name)
+        api = self.api
+        assert api is not None
+        # Each thread's device gets codes of growing duration (1 h apart), so
+        # every sent code expires later than the one it replaces.
+        per_device = 400 if not self.plan.quick else 150
+        try:
+            account_id, _ = api.account()
+            devices = api.connect(account_id, self.n_threads + 1)
+            codes: list[str] = []
+            for k in range(per_device):
+                codes += api.issue(1, hours=k, max_devices=len(devices))
+            api.add_subscriptions(account_id, codes)
+            # probe with the spare device: one full handshake
+            probe = devices.pop()
+            with grpc.insecure_channel(self.servers.device.address) as ch:
+                op_send(ch, self._send_params(account_id, probe, codes[:1]))()
+        except (Unavailable, Exception) as exc:  # noqa: BLE001 - the probe's RpcError too
+            self.report.add(not_available(name, _describe(exc)))
+            return
+        threads = [self._send_params(account_id, d, codes[1:]) for d in devices]
+        res = self.load("send", self.servers.device.address, threads)
+        row = self.throughput_row(name, res, 0.2, "completed sends, 4 hops each")
+        self.report.add(row)
+
+    def _send_params(self, account_id: str, device: Device, codes: list[str]) -> dict[str, Any]:
+        return {
+            "sender": TOKENS["portal"],
+            "account_id": account_id,
+            "device_id": device.device_id,
+            "credential": device.credential,
+            "codes": codes,
+        }
+
+    def run_activate(self) -> None:
+        name = "4. ActivateDevice"
+        log(name)
+        api = self.api
+        assert api is not None
+        try:
+            account_id, _ = api.account()
+            devices = api.connect(account_id, self.n_threads)
+            pair = api.issue(2, max_devices=10_000)
+            api.activate(devices[0], pair[1])  # probe
+        except Unavailable as exc:
+            self.report.add(not_available(name, exc))
+            return
+        threads = [{"credential": d.credential, "codes": pair} for d in devices]
+        res = self.load("activate", self.servers.device.address, threads)
+        self.report.add(self.throughput_row(name, res, 0.3, "2 codes alternating per device"))
+
+    def run_contention(self) -> None:
+        n, slots = self.plan.contenders, self.plan.contended_slots
+        name = f"5. contention: {n} concurrent sends for {slots} slots"
+        log(name)
+        api = self.api
+        assert api is not None
+        try:
+            account_id, _ = api.account()
+            devices = api.connect(account_id, n)
+            code = api.issue(1, max_devices=slots)[0]
+            api.add_subscriptions(account_id, [code])
+        except Unavailable as exc:
+            self.report.add(not_available(name, exc))
+            return
+        threads = [
+            {
+                "sender": TOKENS["portal"],
+                "account_id": account_id,
+                "device_id": d.device_id,
+                "code": code,
+            }
+            for d in devices
+        ]
+        res = self.load(
+            "contend", self.servers.device.address, threads, warmup=0, duration=0, once=True
+        )
+        winners = res.outcomes.get("ok", 0)
+        refusals = res.outcomes.get("refused:NO_FREE_SLOTS", 0)
+        others = sum(v for k, v in res.outcomes.items() if k not in ("ok", "refused:NO_FREE_SLOTS"))
+        ok = winners == slots and others == 0 and winners + refusals == n
+        other_kinds = Counter(
+            {k: v for k, v in res.outcomes.items() if k not in ("ok", "refused:NO_FREE_SLOTS")}
+        )
+        notes = f"winners {winners}, NO_FREE_SLOTS refusals {refusals}, other errors {others}"
+        if other_kinds:
+            notes += " (" + ", ".join(f"{k} x{v}" for k, v in other_kinds.most_common(3)) + ")"
+        notes += f", wall time {res.wall:.2f} s"
+        self.report.add(
+            Row(
+                name,
+                None,
+                None,
+                res.p50,
+                res.p99,
+                f"exactly {slots} winners, 0 unexpected errors",
+                PASS if ok else MISS,
+                notes,
+            )
+        )
+
+    # ------------------------------------------------------------ the run
+
+    def run(self) -> Report:
+        plan = self.plan
+        t0 = time.monotonic()
+        log(f"starting servers in {self.servers.workdir}")
+        self.servers.start_echo()
+        self.servers.start_services()
+        self.pool = ClientPool(plan.processes)
+        self.api = Api(self.servers.license.address, self.servers.device.address)
+        try:
+            self.run_ceiling("before")
+            try:
+                self.api.product()
+            except Unavailable as exc:
+                log(f"product set-up failed: {exc}")
+            for scenario in (
+                self.run_checkin,
+                self.run_send,
+                self.run_activate,
+                self.run_contention,
+            ):
+                try:
+                    scenario()
+                except Exception as exc:  # noqa: BLE001 - one scenario never sinks the run
+                    console.print(traceback.format_exc())
+                    self.report.add(not_available(scenario.__name__, exc))
+            self.run_ceiling("after")
+            self.rss_rows("after scenarios 1-5")
+            try:
+                from bench.scale import run_scale
+
+                run_scale(self)
+            except Exception as exc:  # noqa: BLE001
+                console.print(traceback.format_exc())
+                self.report.add(not_available("6. scale", exc))
+        finally:
+            self.api.close()
+            self.pool.close()
+            self.servers.stop_all()
+        self.report.facts.append(
+            f"ceiling used for ratios: mean of the before/after echo runs = "
+            f"{self.ceiling or 0:.0f} calls/s"
+        )
+        self.report.facts.append(f"bench wall time {time.monotonic() - t0:.0f} s")
+        return self.report
+
+    def rss_rows(self, label: str, size: int | None = None) -> None:
+        for service, (hwm, rss) in self.servers.rss().items():
+            target, status = "", ""
+            if size is not None and size >= 1_000_000:
+                target, status = "<= 150 MB at 1M", PASS if hwm <= 150 else MISS
+            self.report.add(
+                Row(
+                    f"peak RSS {service} ({label})",
+                    target=target,
+                    status=status,
+                    notes=f"VmHWM {hwm:.0f} MB, VmRSS now {rss:.0f} MB",
+                )
+            )
+
+
+def _describe(exc: BaseException) -> BaseException:
+    if isinstance(exc, grpc.RpcError):
+        return Unavailable(error_key(exc))
+    if isinstance(exc, Refused):
+        return Unavailable(f"refused {exc.reason}")
+    return exc
+
+
+def main(quick: bool, keep: bool = False) -> int:
+    plan = Plan.make(quick)
+    workdir = Path(tempfile.mkdtemp(prefix="keyslot-bench-"))
+    try:
+        bench = Bench(plan, workdir)
+        report = bench.run()
+    finally:
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    from bench.report import markdown, print_table
+
+    print_table(report)
+    out = HERE / ("results-quick.md" if quick else "results.md")
+    out.write_text(markdown(report))
+    log(f"wrote {out}")
+    return 0
