@@ -50,7 +50,9 @@ class Rewrite:
             alphabet, width = string.digits + string.ascii_uppercase, 5
         else:
             alphabet, width = string.digits + string.ascii_lowercase, 7
-        width = min(width, len(run))
+        if len(run) < width:
+            # A short last run (url-safe tokens): rewrite the last 7 characters.
+            return cls(value[:-7], 7, string.digits + string.ascii_lowercase, "")
         return cls(value[: end - width], width, alphabet, value[end:])
 
     @property

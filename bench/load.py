@@ -303,7 +303,8 @@ def run_job(job: Job, channels: dict[str, grpc.Channel]) -> dict[str, Any]:
     channel = channels.get(job.address)
     if channel is None:
         channel = channels[job.address] = grpc.insecure_channel(job.address)
-        grpc.channel_ready_future(channel).result(timeout=10)
+    # Also after a server restart (scale step): connect before the clock starts.
+    grpc.channel_ready_future(channel).result(timeout=15)
     factory = OPS[job.kind]
     ops = [factory(channel, params) for params in job.threads]
     start_perf = time.perf_counter() + (job.start_at - time.time())

@@ -168,14 +168,18 @@ class Bench:
         api = self.api
         assert api is not None
         # Each thread's device gets codes of growing duration (1 h apart), so
-        # every sent code expires later than the one it replaces.
-        per_device = 400 if not self.plan.quick else 150
+        # every sent code expires later than the one it replaces. Enough codes
+        # for a thread running at 0.35 x ceiling for the whole window.
+        window = self.plan.warmup + self.plan.duration
+        per_device = int(0.35 * (self.ceiling or 4000) / self.n_threads * window) + 20
+        per_device = max(50, min(per_device, 2000))
         try:
             account_id, _ = api.account()
             devices = api.connect(account_id, self.n_threads + 1)
-            codes: list[str] = []
-            for k in range(per_device):
-                codes += api.issue(1, hours=k, max_devices=len(devices))
+            batches = api.parallel(
+                lambda k: api.issue(1, hours=k, max_devices=len(devices)), range(per_device), 8
+            )
+            codes = [c for batch in batches for c in batch]
             api.add_subscriptions(account_id, codes)
             # probe with the spare device: one full handshake
             probe = devices.pop()
