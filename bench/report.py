@@ -65,6 +65,19 @@ class Report:
         ]
 
 
+def other_work() -> str:
+    """How busy the machine is besides the bench: pytest processes and load average."""
+    pytests = 0
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if b"pytest" in cmdline.read_bytes():
+                pytests += 1
+        except OSError:
+            continue
+    load = os.getloadavg()
+    return f"{pytests} pytest processes running, load average {load[0]:.2f} {load[1]:.2f}"
+
+
 def _num(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 

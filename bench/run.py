@@ -17,7 +17,7 @@ from rich.console import Console
 from bench.fixtures import Api, Device, Unavailable
 from bench.load import ClientPool, LoadResult, Refused, error_key, op_send
 from bench.procs import TOKENS, Servers
-from bench.report import MISS, NA, PASS, Report, Row
+from bench.report import MISS, NA, PASS, Report, Row, other_work
 
 console = Console(stderr=True)
 HERE = Path(__file__).resolve().parent
@@ -44,6 +44,22 @@ class Plan:
                 quick, warmup=1.0, duration=4.0, scale_sizes=(10_000, 100_000), scale_duration=3.0
             )
         return cls(quick)
+
+
+METHOD = """\
+Produced by `make bench` (`python -m bench`; `make bench QUICK=1` for the short
+run). Everything below ran in one run on one machine: a bare grpcio echo
+server (the ceiling: same ThreadPoolExecutor size and server options as the
+services, no interceptor, no auth, no database) and both services as real
+processes (`KEYSLOT_LOG_CALLS=0`), driven by the same load generator:
+{plan.processes} spawned client processes x {plan.threads} threads, each process with
+its own channel, closed loop, {plan.warmup:g} s warm-up excluded, {plan.duration:g} s
+measured per scenario. Data for scenarios 2-5 was set up through the real
+RPCs. Scenario 6 bulk-loads rows straight into the stores' SQLite files
+(cloning an account + device + active code made through the RPCs), NOT through
+RPCs, with the services stopped, then restarts them and measures check-in.
+Throughput ratios are to the mean of the two ceiling runs (before/after).
+"""
 
 
 def log(message: str) -> None:
@@ -274,6 +290,7 @@ class Bench:
     def run(self) -> Report:
         plan = self.plan
         t0 = time.monotonic()
+        self.report.facts.append(f"other work on the machine at start: {other_work()}")
         log(f"starting servers in {self.servers.workdir}")
         self.servers.start_echo()
         self.servers.start_services()
@@ -313,6 +330,7 @@ class Bench:
             f"ceiling used for ratios: mean of the before/after echo runs = "
             f"{self.ceiling or 0:.0f} calls/s"
         )
+        self.report.facts.append(f"other work on the machine at end: {other_work()}")
         self.report.facts.append(f"bench wall time {time.monotonic() - t0:.0f} s")
         return self.report
 
@@ -352,6 +370,8 @@ def main(quick: bool, keep: bool = False) -> int:
 
     print_table(report)
     out = HERE / ("results-quick.md" if quick else "results.md")
-    out.write_text(markdown(report))
+    analysis = HERE / "analysis.md"  # hand-written notes on the last full run, if any
+    appendix = analysis.read_text() if analysis.exists() and not quick else ""
+    out.write_text(markdown(report, METHOD.format(plan=plan), appendix))
     log(f"wrote {out}")
     return 0
