@@ -33,6 +33,7 @@ lint: $(STAMP)
 	@if [ -f protos/baseline.binpb ]; then \
 		cd protos && ../$(BIN)/buf breaking --against baseline.binpb; fi
 	$(BIN)/python -m keyslot.tools.check_stubs
+	$(BIN)/mypy clients/keyslot/client.py clients/keyslot/errors.py clients/keyslot/cli.py
 
 test: $(STAMP)
 	$(BIN)/pytest

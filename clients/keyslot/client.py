@@ -1016,8 +1016,14 @@ class DeviceClient(_Client):
         credential of its own yet: it presents the connection code. Returns the device
         credential once.
 
+        The connection code itself is the bearer token of this call unless
+        ``token`` is given, so any DeviceClient can connect a device.
+
         Request fields: connection_code, platform, app_version, region, display_name.
         """
+        if token is None:
+            token = request.connection_code if request is not None else None
+            token = token or fields.get("connection_code")
         return self._call(
             "ConnectDevice",
             dpb.ConnectDeviceRequest,

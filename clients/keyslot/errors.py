@@ -33,6 +33,7 @@ __all__ = [
     "KeyslotError",
     "REASON_CLASSES",
     "EXIT_CODES",
+    "from_refusal",
     "from_rpc_error",
     "reason_class",
     "all_reasons",
@@ -73,6 +74,8 @@ class KeyslotError(Exception):
         self.metadata: dict[str, str] = dict(metadata or {})
         self.field_violations: list[FieldViolation] = list(field_violations or [])
         self.message = message
+        #: Seconds to wait before retrying, from google.rpc.RetryInfo (S3), if sent.
+        self.retry_delay: float | None = None
 
     def __str__(self) -> str:
         head = f"{self.code.name}"
@@ -97,6 +100,7 @@ class KeyslotError(Exception):
                 {"field": v.field, "description": v.description} for v in self.field_violations
             ],
             "message": self.message,
+            "retryDelaySeconds": self.retry_delay,
             "error": type(self).__name__,
         }
 
@@ -504,6 +508,14 @@ def reason_class(reason: str, code: grpc.StatusCode | None = None) -> type[Keysl
     return KeyslotError
 
 
+def from_refusal(
+    reason: str, message: str = "", metadata: Mapping[str, str] | None = None
+) -> KeyslotError:
+    """The exception for a per-target refusal of SendSubscription (a ``Refusal``)."""
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    return reason_class(reason, code)(code, reason, "device.keyslot", metadata, None, message)
+
+
 _WS = re.compile(r"\s+")
 
 
@@ -517,6 +529,7 @@ def from_rpc_error(err: grpc.RpcError) -> KeyslotError:
     details = getattr(err, "details", lambda: "")() or ""
     reason, domain, metadata = "", "", {}
     violations: list[FieldViolation] = []
+    retry_delay: float | None = None
     message = details
     try:
         status = rpc_status.from_call(err)
@@ -534,7 +547,12 @@ def from_rpc_error(err: grpc.RpcError) -> KeyslotError:
                 bad = error_details_pb2.BadRequest()
                 detail.Unpack(bad)
                 violations += [FieldViolation(v.field, v.description) for v in bad.field_violations]
+            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                retry = error_details_pb2.RetryInfo()
+                detail.Unpack(retry)
+                retry_delay = retry.retry_delay.ToTimedelta().total_seconds()
     cls = reason_class(reason, code) if reason else STATUS_CLASSES.get(code, Internal)
     error = cls(code, reason, domain, metadata, violations, _WS.sub(" ", message).strip())
+    error.retry_delay = retry_delay
     error.__cause__ = err
     return error
