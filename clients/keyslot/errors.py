@@ -57,6 +57,8 @@ class KeyslotError(Exception):
     exit_code: ClassVar[int] = 1
     #: The ErrorReason name this class stands for ("" for a family base class).
     REASON: ClassVar[str] = ""
+    #: True for a class made at import for a reason newer than this module.
+    GENERATED: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -457,7 +459,9 @@ def _build_reason_classes() -> dict[str, type[KeyslotError]]:
             cls = found
         else:
             # A reason newer than this module: still typed, under the base class.
-            cls = type(_camel(reason), (KeyslotError,), {"__doc__": f"{reason}."})
+            cls = type(
+                _camel(reason), (KeyslotError,), {"__doc__": f"{reason}.", "GENERATED": True}
+            )
             cls.__module__ = __name__
             module[cls.__name__] = cls
         if cls not in _FAMILY_REASONS.values():
