@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import grpc
+from google.rpc import error_details_pb2, status_pb2
 from keyslot.license.v1 import license_service_pb2 as pb
 from keyslot.runtime.errors import ServiceError, reasons_of
 
@@ -13,3 +15,21 @@ class LicenseError(ServiceError):
 
     DOMAIN = DOMAIN
     REASONS = reasons_of(pb.ErrorReason.DESCRIPTOR)
+
+
+class ReplayedError(LicenseError):
+    """A first refusal replayed identically for a retried request id (H1)."""
+
+    def __init__(self, status: status_pb2.Status) -> None:
+        reason = "INTERNAL"
+        for detail in status.details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                reason = info.reason
+        code = next((c for c in grpc.StatusCode if c.value[0] == status.code), None)
+        super().__init__(reason, status.message, code or grpc.StatusCode.UNKNOWN)
+        self._status = status
+
+    def to_status(self) -> status_pb2.Status:
+        return self._status

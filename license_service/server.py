@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 from keyslot.license.v1 import license_service_pb2_grpc as pb_grpc
 from keyslot.runtime import auth
@@ -14,7 +16,9 @@ from keyslot.runtime.settings import add_common_flags, truthy
 
 from license_service.api import LicenseApi
 from license_service.errors import DOMAIN
+from license_service.ratelimit import FailedLookupLimiter
 from license_service.store import LicenseStore
+from license_service.sweeper import Sweeper
 
 SERVICE_NAME = "keyslot.license.v1.LicenseService"
 log = logging.getLogger("keyslot.license")
@@ -32,11 +36,27 @@ class Settings:
     sweep_interval: float = 30.0
     test_clock_file: str | None = None
     log_calls: bool = True
+    lookup_budget: int = 20
+    lookup_window: float = 60.0
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None) -> Settings:
         parser = argparse.ArgumentParser(prog="python -m license_service")
         add_common_flags(parser, cls.listen, cls.db)
+        env = os.environ.get
+        parser.add_argument(
+            "--lookup-budget",
+            type=int,
+            default=int(env("KEYSLOT_LOOKUP_BUDGET", str(cls.lookup_budget))),
+            help="failed code look-ups a caller may make per window; 0 = no limit "
+            "(KEYSLOT_LOOKUP_BUDGET, S3)",
+        )
+        parser.add_argument(
+            "--lookup-window",
+            type=float,
+            default=float(env("KEYSLOT_LOOKUP_WINDOW", str(cls.lookup_window))),
+            help="seconds of the failed look-up window (KEYSLOT_LOOKUP_WINDOW, S3)",
+        )
         a = parser.parse_args(argv)
         return cls(
             listen=a.listen,
@@ -47,6 +67,8 @@ class Settings:
             sweep_interval=a.sweep_interval,
             test_clock_file=a.test_clock_file,
             log_calls=truthy(a.log_calls),
+            lookup_budget=a.lookup_budget,
+            lookup_window=a.lookup_window,
         )
 
 
@@ -55,7 +77,8 @@ def build(settings: Settings, clock: Clock | None = None) -> Running:
     clock = clock or make_clock(settings.test_clock_file)
     store = LicenseStore(settings.db)
     tokens = auth.TokenFile.load(settings.tokens_file)
-    api = LicenseApi(store=store, clock=clock)
+    limiter = FailedLookupLimiter(settings.lookup_budget, timedelta(seconds=settings.lookup_window))
+    api = LicenseApi(store=store, clock=clock, limiter=limiter)
     running = create_server(
         address=settings.listen,
         domain=DOMAIN,
@@ -65,5 +88,8 @@ def build(settings: Settings, clock: Clock | None = None) -> Running:
         workers=settings.workers,
         log_calls=settings.log_calls,
     )
-    running.on_stop.append(store.close)
+    sweeper = Sweeper(api.ops, clock, settings.sweep_interval)
+    sweeper.start()
+    # The sweeper stops before the store closes under it.
+    running.on_stop.extend([sweeper.stop, store.close])
     return running

@@ -2,11 +2,117 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from typing import Any
+
 from keyslot.runtime.db import Database
+from keyslot.runtime.timeconv import from_epoch_us, to_epoch_us
+
+from license_service.grants import GrantRecord
+from license_service.products import Product
+from license_service.terms import CodeRecord, expire_at
+
+# record field -> stored column (epoch microseconds)
+_CODE_TIMES = {
+    "issue_time": "issue_us",
+    "pause_time": "pause_us",
+    "cancel_time": "cancel_us",
+    "first_activate_time": "first_activate_us",
+    "term_start": "term_start_us",
+}
+_CODE_SPANS = ("duration", "grace", "paused_total")
+_CODE_BOOLS = ("trial", "free", "auto_renew", "blocked", "cancel_at_period_end")
+
+
+def _us(span: timedelta | None) -> int | None:
+    return None if span is None else span // timedelta(microseconds=1)
+
+
+def _span(value: int | None) -> timedelta | None:
+    return None if value is None else timedelta(microseconds=value)
+
+
+def code_to_row(rec: CodeRecord, now: datetime) -> dict[str, Any]:
+    """The stored row of a code; expire_us is an index helper for the sweeper only."""
+    row = asdict(rec)
+    row.pop("console_managed")
+    for name, column in _CODE_TIMES.items():
+        row[column] = to_epoch_us(row.pop(name))
+    for name in _CODE_SPANS:
+        row[name + "_us"] = _us(row.pop(name))
+    for name in _CODE_BOOLS:
+        row[name] = int(row[name])
+    row["expire_us"] = to_epoch_us(expire_at(rec, now))
+    return row
+
+
+def row_to_code(row: dict[str, Any]) -> CodeRecord:
+    """The record of a stored row (joined with its product's console_managed)."""
+    values = dict(row)
+    values.pop("expire_us", None)
+    for name, column in _CODE_TIMES.items():
+        values[name] = from_epoch_us(values.pop(column))
+    for name in _CODE_SPANS:
+        values[name] = _span(values.pop(name + "_us"))
+    for name in (*_CODE_BOOLS, "console_managed"):
+        values[name] = bool(values.get(name))
+    return CodeRecord(**values)
+
+
+def row_to_product(row: dict[str, Any]) -> Product:
+    regions = row["released_regions"] or ""
+    return Product(
+        product_id=row["product_id"],
+        display_name=row["display_name"],
+        console_managed=bool(row["console_managed"]),
+        released_regions=tuple(r for r in regions.split(",") if r),
+        min_app_version=row["min_app_version"] or "",
+        max_app_version=row["max_app_version"] or "",
+        create_time=from_epoch_us(row["create_us"]),
+    )
+
+
+def row_to_grant(row: dict[str, Any]) -> GrantRecord:
+    return GrantRecord(
+        grant_id=row["grant_id"],
+        code=row["code"],
+        purpose=row["purpose"],
+        device_id=row["device_id"],
+        app_version=row["app_version"] or "",
+        region=row["region"] or "",
+        state=row["state"],
+        expire_time=from_epoch_us(row["expire_us"]),  # type: ignore[arg-type]
+        create_time=from_epoch_us(row["create_us"]),  # type: ignore[arg-type]
+        end_time=from_epoch_us(row["end_us"]),
+        abort_reason=row["abort_reason"] or "",
+    )
+
+
+def grant_to_row(grant: GrantRecord) -> dict[str, Any]:
+    return {
+        "grant_id": grant.grant_id,
+        "code": grant.code,
+        "purpose": grant.purpose,
+        "device_id": grant.device_id,
+        "app_version": grant.app_version,
+        "region": grant.region,
+        "state": grant.state,
+        "expire_us": to_epoch_us(grant.expire_time),
+        "create_us": to_epoch_us(grant.create_time),
+        "end_us": to_epoch_us(grant.end_time),
+        "abort_reason": grant.abort_reason,
+    }
+
+
+_CODE_SELECT = (
+    "SELECT c.*, COALESCE(p.console_managed, 0) AS console_managed FROM codes c "
+    "LEFT JOIN products p ON p.product_id = c.product_id"
+)
 
 
 class LicenseStore(Database):
-    """Products, codes, grants and support requests in one SQLite file."""
+    """Products, codes, grants, request ids and support requests in one SQLite file."""
 
     def __init__(self, path: str, synchronous: str = "FULL") -> None:
         super().__init__(path, synchronous)
@@ -29,3 +135,272 @@ class LicenseStore(Database):
             not_null={"display_name", "create_us"},
             if_not_exists=True,
         )
+        db["codes"].create(
+            {
+                "code": str,
+                "seq": int,
+                "provider": str,
+                "product_id": str,
+                "kind": str,
+                "coverage": str,
+                "duration_us": int,
+                "grace_us": int,
+                "max_devices": int,
+                "slot_kind": str,
+                "trial": int,
+                "free": int,
+                "auto_renew": int,
+                "purchase_channel": str,
+                "provider_name": str,
+                "order_number": str,
+                "issue_us": int,
+                "blocked": int,
+                "block_reason": str,
+                "pause_us": int,
+                "paused_total_us": int,
+                "cancel_us": int,
+                "cancel_at_period_end": int,
+                "first_activate_us": int,
+                "term_start_us": int,
+                "periods": int,
+                "prepaid_periods": int,
+                "auto_renewals_applied": int,
+                "activation_count": int,
+                "expire_us": int,
+            },
+            pk="code",
+            not_null={"seq", "provider", "product_id", "kind", "issue_us"},
+            foreign_keys=[("product_id", "products", "product_id")],
+            if_not_exists=True,
+        )
+        db["codes"].create_index(["seq"], unique=True, if_not_exists=True)
+        db["codes"].create_index(["provider", "seq"], if_not_exists=True)
+        db["codes"].create_index(["provider", "product_id", "seq"], if_not_exists=True)
+        db["codes"].create_index(["auto_renew", "prepaid_periods", "expire_us"], if_not_exists=True)
+        db["grants"].create(
+            {
+                "grant_id": str,
+                "code": str,
+                "purpose": str,
+                "device_id": str,
+                "app_version": str,
+                "region": str,
+                "state": str,
+                "expire_us": int,
+                "create_us": int,
+                "end_us": int,
+                "abort_reason": str,
+            },
+            pk="grant_id",
+            not_null={"code", "purpose", "device_id", "state", "expire_us", "create_us"},
+            foreign_keys=[("code", "codes", "code")],
+            if_not_exists=True,
+        )
+        db["grants"].create_index(["state", "expire_us"], if_not_exists=True)
+        db["grants"].create_index(["code"], if_not_exists=True)
+        db["activations"].create(
+            {"grant_id": str, "code": str, "device_id": str, "activate_us": int},
+            pk="grant_id",
+            not_null={"code", "device_id", "activate_us"},
+            foreign_keys=[("code", "codes", "code")],
+            if_not_exists=True,
+        )
+        db["activations"].create_index(["code"], if_not_exists=True)
+        db["requests"].create(
+            {
+                "principal": str,
+                "method": str,
+                "request_id": str,
+                "fingerprint": str,
+                "response": bytes,
+                "status": bytes,
+                "create_us": int,
+            },
+            pk=("principal", "method", "request_id"),
+            not_null={"fingerprint", "create_us"},
+            if_not_exists=True,
+        )
+        db["requests"].create_index(["create_us"], if_not_exists=True)
+        db["support_requests"].create(
+            {
+                "support_request_id": str,
+                "principal": str,
+                "reason": str,
+                "purchase_date": str,
+                "full_name": str,
+                "email": str,
+                "order_number": str,
+                "create_us": int,
+            },
+            pk="support_request_id",
+            not_null={"reason", "purchase_date", "full_name", "email", "create_us"},
+            if_not_exists=True,
+        )
+
+    # --- products -------------------------------------------------------------------------
+
+    def insert_product(self, product: Product) -> bool:
+        """Stores a new product; False when the id is taken."""
+        with self.write() as db:
+            if self.one("SELECT 1 FROM products WHERE product_id = ?", (product.product_id,)):
+                return False
+            db["products"].insert(
+                {
+                    "product_id": product.product_id,
+                    "display_name": product.display_name,
+                    "console_managed": int(product.console_managed),
+                    "released_regions": ",".join(product.released_regions),
+                    "min_app_version": product.min_app_version,
+                    "max_app_version": product.max_app_version,
+                    "create_us": to_epoch_us(product.create_time),
+                }
+            )
+            return True
+
+    def get_product(self, product_id: str) -> Product | None:
+        row = self.one("SELECT * FROM products WHERE product_id = ?", (product_id,))
+        return row_to_product(row) if row else None
+
+    def list_products(self, after: str, limit: int) -> list[Product]:
+        rows = self.query(
+            "SELECT * FROM products WHERE product_id > ? ORDER BY product_id LIMIT ?",
+            (after, limit),
+        )
+        return [row_to_product(r) for r in rows]
+
+    # --- codes ----------------------------------------------------------------------------
+
+    def next_seq(self) -> int:
+        row = self.one("SELECT COALESCE(MAX(seq), 0) AS seq FROM codes")
+        return int(row["seq"]) + 1 if row else 1
+
+    def code_exists(self, code: str) -> bool:
+        return self.one("SELECT 1 FROM codes WHERE code = ?", (code,)) is not None
+
+    def insert_codes(self, records: list[CodeRecord], now: datetime) -> None:
+        """Inserts codes; call inside ``write()`` so a batch is atomic."""
+        self.db["codes"].insert_all([code_to_row(r, now) for r in records])
+
+    def get_code(self, code: str, provider: str | None = None) -> CodeRecord | None:
+        """A code; with ``provider`` only if that provider issued it (S2)."""
+        if provider is None:
+            row = self.one(_CODE_SELECT + " WHERE c.code = ?", (code,))
+        else:
+            row = self.one(_CODE_SELECT + " WHERE c.code = ? AND c.provider = ?", (code, provider))
+        return row_to_code(row) if row else None
+
+    def get_codes(self, codes: list[str], provider: str | None = None) -> dict[str, CodeRecord]:
+        found: dict[str, CodeRecord] = {}
+        unique = list(dict.fromkeys(codes))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" for _ in chunk)
+            sql = _CODE_SELECT + f" WHERE c.code IN ({marks})"
+            params: list[Any] = list(chunk)
+            if provider is not None:
+                sql += " AND c.provider = ?"
+                params.append(provider)
+            for row in self.query(sql, tuple(params)):
+                rec = row_to_code(row)
+                found[rec.code] = rec
+        return found
+
+    def list_codes(
+        self, provider: str, after_seq: int, limit: int, product_id: str = ""
+    ) -> list[CodeRecord]:
+        sql = _CODE_SELECT + " WHERE c.provider = ? AND c.seq > ?"
+        params: list[Any] = [provider, after_seq]
+        if product_id:
+            sql += " AND c.product_id = ?"
+            params.append(product_id)
+        sql += " ORDER BY c.seq LIMIT ?"
+        params.append(limit)
+        return [row_to_code(r) for r in self.query(sql, tuple(params))]
+
+    def save_code(self, rec: CodeRecord, now: datetime) -> None:
+        """Writes a changed code; call inside ``write()``."""
+        self.db["codes"].update(rec.code, code_to_row(rec, now))
+
+    def renewal_candidates(self, now: datetime, limit: int = 500) -> list[str]:
+        """Codes whose automatic renewal may be due (L4); the rule itself decides."""
+        rows = self.query(
+            "SELECT code FROM codes WHERE auto_renew = 1 AND prepaid_periods > 0 "
+            "AND expire_us IS NOT NULL AND expire_us <= ? AND blocked = 0 AND pause_us IS NULL "
+            "AND cancel_us IS NULL AND cancel_at_period_end = 0 LIMIT ?",
+            (to_epoch_us(now), limit),
+        )
+        return [r["code"] for r in rows]
+
+    # --- grants ---------------------------------------------------------------------------
+
+    def insert_grant(self, grant: GrantRecord) -> None:
+        self.db["grants"].insert(grant_to_row(grant))
+
+    def get_grant(self, grant_id: str) -> GrantRecord | None:
+        row = self.one("SELECT * FROM grants WHERE grant_id = ?", (grant_id,))
+        return row_to_grant(row) if row else None
+
+    def save_grant(self, grant: GrantRecord) -> None:
+        self.db["grants"].update(grant.grant_id, grant_to_row(grant))
+
+    def record_activation(self, grant: GrantRecord, now: datetime) -> None:
+        self.db["activations"].insert(
+            {
+                "grant_id": grant.grant_id,
+                "code": grant.code,
+                "device_id": grant.device_id,
+                "activate_us": to_epoch_us(now),
+            }
+        )
+
+    def overdue_grants(self, now: datetime, limit: int = 500) -> list[str]:
+        """PREPARED grants past their deadline (H2)."""
+        rows = self.query(
+            "SELECT grant_id FROM grants WHERE state = 'PREPARED' AND expire_us <= ? LIMIT ?",
+            (to_epoch_us(now), limit),
+        )
+        return [r["grant_id"] for r in rows]
+
+    # --- request ids (H1) -----------------------------------------------------------------
+
+    def find_request(self, principal: str, method: str, request_id: str) -> dict[str, Any] | None:
+        return self.one(
+            "SELECT * FROM requests WHERE principal = ? AND method = ? AND request_id = ?",
+            (principal, method, request_id),
+        )
+
+    def save_request(
+        self,
+        principal: str,
+        method: str,
+        request_id: str,
+        fingerprint: str,
+        now: datetime,
+        response: bytes | None = None,
+        status: bytes | None = None,
+    ) -> None:
+        self.db["requests"].insert(
+            {
+                "principal": principal,
+                "method": method,
+                "request_id": request_id,
+                "fingerprint": fingerprint,
+                "response": response,
+                "status": status,
+                "create_us": to_epoch_us(now),
+            }
+        )
+
+    def forget_requests(self, before: datetime) -> int:
+        """Drops request ids older than ``before`` (kept at least 24 h, H1)."""
+        with self.write():
+            cur = self.conn.execute(
+                "DELETE FROM requests WHERE create_us < ?", (to_epoch_us(before),)
+            )
+            return cur.rowcount
+
+    # --- support requests (L8) ------------------------------------------------------------
+
+    def insert_support_request(self, row: dict[str, Any]) -> None:
+        with self.write() as db:
+            db["support_requests"].insert(row)

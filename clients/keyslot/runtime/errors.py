@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import ClassVar
 
 import grpc
@@ -48,6 +49,7 @@ class ServiceError(Exception):
         field: str | None = None,
         metadata: Mapping[str, str] | None = None,
         violations: list[FieldViolation] | None = None,
+        retry_delay: timedelta | None = None,
     ) -> None:
         if self.REASONS and reason not in self.REASONS:
             raise ValueError(f"reason {reason!r} is not in {type(self).__name__}.REASONS")
@@ -62,6 +64,8 @@ class ServiceError(Exception):
         self.field = field
         self.metadata = meta
         self.violations = list(violations or [])
+        # RESOURCE_EXHAUSTED (S3) tells the caller when to retry: google.rpc.RetryInfo.
+        self.retry_delay = retry_delay
         if field and not self.violations and code == grpc.StatusCode.INVALID_ARGUMENT:
             self.violations = [FieldViolation(field, message)]
 
@@ -123,6 +127,10 @@ class ServiceError(Exception):
                 ]
             )
             details.append(_pack(bad))
+        if self.retry_delay is not None:
+            retry = error_details_pb2.RetryInfo()
+            retry.retry_delay.FromTimedelta(self.retry_delay)
+            details.append(_pack(retry))
         return status_pb2.Status(code=self.code.value[0], message=self.message, details=details)
 
 

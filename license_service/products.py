@@ -1,0 +1,51 @@
+"""Products: regions and compatible app versions (D5 REGION_UNAVAILABLE, VERSION_INCOMPATIBLE)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+PRODUCT_ID = re.compile(r"^[a-z0-9_-]{1,64}$")
+REGION = re.compile(r"^[A-Z]{2}$")
+VERSION = re.compile(r"^[0-9]{1,9}(\.[0-9]{1,9}){0,7}$")
+
+
+@dataclass(frozen=True)
+class Product:
+    """A product that codes are issued for."""
+
+    product_id: str
+    display_name: str
+    console_managed: bool = False
+    released_regions: tuple[str, ...] = field(default_factory=tuple)
+    min_app_version: str = ""
+    max_app_version: str = ""
+    create_time: datetime | None = None
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """Dotted numbers as a tuple compared numerically ("10.2" < "10.10")."""
+    return tuple(int(part) for part in text.split("."))
+
+
+def compare_versions(a: str, b: str) -> int:
+    """-1, 0 or 1; missing trailing parts count as 0 ("10" == "10.0")."""
+    pa, pb = parse_version(a), parse_version(b)
+    width = max(len(pa), len(pb))
+    pa, pb = pa + (0,) * (width - len(pa)), pb + (0,) * (width - len(pb))
+    return (pa > pb) - (pa < pb)
+
+
+def version_compatible(product: Product, app_version: str) -> bool:
+    """Whether ``app_version`` is in [min_app_version, max_app_version)."""
+    if product.min_app_version and compare_versions(app_version, product.min_app_version) < 0:
+        return False
+    return not (
+        product.max_app_version and compare_versions(app_version, product.max_app_version) >= 0
+    )
+
+
+def released_in(product: Product, region: str) -> bool:
+    """Whether the product is released in ``region`` (empty list = everywhere)."""
+    return not product.released_regions or region.upper() in product.released_regions
