@@ -1,4 +1,9 @@
-"""DeviceService servicer: converts proto ⇄ domain and delegates."""
+"""DeviceService servicer: composes the per-area mixins (proto <-> domain only).
+
+Each area is a mixin over ``ApiBase`` (api_accounts, api_devices,
+api_activation, api_deliveries). A new area (reserve codes, issue 6) adds a
+mixin and registers its handshake purpose in ``__init__``.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,11 @@ from typing import TYPE_CHECKING
 from keyslot.device.v1 import device_service_pb2_grpc as pb_grpc
 from keyslot.runtime.clock import Clock
 
+from device_service.api_accounts import AccountsApi
+from device_service.api_activation import ActivationApi, activate_hooks
+from device_service.api_deliveries import DeliveriesApi, send_hooks
+from device_service.api_devices import DevicesApi
+from device_service.handshake import Handshakes
 from device_service.license_client import LicensePeer
 from device_service.store import DeviceStore
 
@@ -14,7 +24,9 @@ if TYPE_CHECKING:
     from device_service.server import Settings
 
 
-class DeviceApi(pb_grpc.DeviceServiceServicer):
+class DeviceApi(
+    AccountsApi, DevicesApi, ActivationApi, DeliveriesApi, pb_grpc.DeviceServiceServicer
+):
     """The gRPC face of the device service."""
 
     def __init__(
@@ -24,3 +36,6 @@ class DeviceApi(pb_grpc.DeviceServiceServicer):
         self.clock = clock
         self.license = license
         self.settings = settings
+        self.handshakes = Handshakes(store, license, clock)
+        self.handshakes.register("ACTIVATE", activate_hooks(store))
+        self.handshakes.register("SEND", send_hooks(store))

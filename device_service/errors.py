@@ -13,3 +13,11 @@ class DeviceError(ServiceError):
 
     DOMAIN = DOMAIN
     REASONS = reasons_of(pb.ErrorReason.DESCRIPTOR)
+
+    # The license service's own reason when this error relays one (see license_client).
+    license_reason: str = ""
+
+    @property
+    def transient(self) -> bool:
+        """The outcome is unknown (license unreachable): retry, do not record as an answer."""
+        return self.reason in ("LICENSE_SERVICE_UNAVAILABLE", "INTERNAL")

@@ -47,6 +47,23 @@ class LicensePeer:
             return []
         return list(self.call("BatchGetCodes", lpb.BatchGetCodesRequest(codes=codes)).codes)
 
+    # The grant RPCs of the handshake (H1: every one carries a request id).
+    def prepare_grant(self, request: lpb.PrepareGrantRequest) -> lpb.Grant:
+        return self.call("PrepareGrant", request).grant
+
+    def commit_grant(self, grant_id: str, request_id: str, app_version: str = "") -> lpb.Grant:
+        request = lpb.CommitGrantRequest(
+            grant_id=grant_id, request_id=request_id, app_version=app_version
+        )
+        return self.call("CommitGrant", request).grant
+
+    def abort_grant(self, grant_id: str, request_id: str, reason: str) -> lpb.Grant:
+        request = lpb.AbortGrantRequest(grant_id=grant_id, request_id=request_id, reason=reason)
+        return self.call("AbortGrant", request).grant
+
+    def get_grant(self, grant_id: str) -> lpb.Grant:
+        return self.call("GetGrant", lpb.GetGrantRequest(grant_id=grant_id)).grant
+
     def close(self) -> None:
         self.channel.close()
 
@@ -72,6 +89,14 @@ def relay(err: grpc.RpcError) -> DeviceError:
                 bad = error_details_pb2.BadRequest()
                 detail.Unpack(bad)
                 violations = [FieldViolation(v.field, v.description) for v in bad.field_violations]
+    relayed = _relay_known(err, code, reason, metadata, violations)
+    # The raw license reason stays readable for the handshake (GRANT_COMMITTED,
+    # GRANT_NOT_FOUND, ...), even when it is not one a device caller sees.
+    relayed.license_reason = reason  # type: ignore[attr-defined]
+    return relayed
+
+
+def _relay_known(err, code, reason, metadata, violations) -> DeviceError:  # type: ignore[no-untyped-def]
     if reason in DeviceError.REASONS and reason not in (
         "INTERNAL",
         "UNAUTHENTICATED",

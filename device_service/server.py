@@ -17,6 +17,7 @@ from device_service.api import DeviceApi
 from device_service.errors import DOMAIN
 from device_service.license_client import LicensePeer
 from device_service.store import DeviceStore
+from device_service.sweeper import Sweeper
 
 SERVICE_NAME = "keyslot.device.v1.DeviceService"
 log = logging.getLogger("keyslot.device")
@@ -115,5 +116,9 @@ def build(settings: Settings, clock: Clock | None = None) -> Running:
         workers=settings.workers,
         log_calls=settings.log_calls,
     )
-    running.on_stop.extend([license_peer.close, store.close])
+    # Recovery at start-up runs in the sweeper's first pass, so an unreachable
+    # license service does not delay serving (H4).
+    sweeper = Sweeper(api.handshakes, settings.sweep_interval)
+    sweeper.start()
+    running.on_stop.extend([sweeper.stop, license_peer.close, store.close])
     return running

@@ -1,9 +1,30 @@
-"""The device service's SQLite store: schema and transactions (sqlite-utils)."""
+"""The device service's SQLite store: schema and transactions (sqlite-utils).
+
+Every multi-row change runs in ONE ``with self.write()`` (BEGIN IMMEDIATE)
+transaction, so the D3 slot count and the row it guards are written under
+the same write lock.
+"""
 
 from __future__ import annotations
 
-from keyslot.runtime.auth import Principal
+import secrets
+from typing import Any
+
+from keyslot.runtime.auth import Principal, hash_token
 from keyslot.runtime.db import Database
+
+from device_service import rules
+from device_service.errors import DeviceError
+
+# Slot states (D3). RELEASED slots are history and never counted.
+PENDING, ACTIVE, RELEASED = "PENDING", "ACTIVE", "RELEASED"
+
+Row = dict[str, Any]
+
+
+def new_id(prefix: str) -> str:
+    """A random id with a readable prefix (128 bits)."""
+    return f"{prefix}_{secrets.token_hex(16)}"
 
 
 class DeviceStore(Database):
@@ -22,7 +43,354 @@ class DeviceStore(Database):
             not_null={"display_name", "kind", "create_us"},
             if_not_exists=True,
         )
+        # Issued credentials, by SHA-256 of the token only (S1).
+        db["credentials"].create(
+            {
+                "token_hash": str,
+                "kind": str,  # account | member | device
+                "account_id": str,
+                "member_id": str,
+                "device_id": str,
+                "role": str,
+                "create_us": int,
+            },
+            pk="token_hash",
+            not_null={"kind", "account_id", "create_us"},
+            if_not_exists=True,
+        )
+        db["members"].create(
+            {
+                "member_id": str,
+                "account_id": str,
+                "display_name": str,
+                "role": int,
+                "create_us": int,
+            },
+            pk="member_id",
+            not_null={"account_id", "display_name", "role", "create_us"},
+            if_not_exists=True,
+        )
+        db["subscriptions"].create(
+            {"account_id": str, "code": str, "add_us": int},
+            pk=("account_id", "code"),
+            not_null={"add_us"},
+            if_not_exists=True,
+        )
+        # Connection codes are credentials too: stored by hash (D1).
+        db["connection_codes"].create(
+            {
+                "code_hash": str,
+                "account_id": str,
+                "create_us": int,
+                "expire_us": int,
+                "used_us": int,
+                "device_id": str,
+            },
+            pk="code_hash",
+            not_null={"account_id", "create_us", "expire_us"},
+            if_not_exists=True,
+        )
+        db["devices"].create(
+            {
+                "device_id": str,
+                "account_id": str,
+                "platform": int,
+                "app_version": str,
+                "region": str,
+                "display_name": str,
+                "current_code": str,
+                "connect_us": int,
+                "update_us": int,
+                "disconnect_us": int,
+                "last_check_in_us": int,
+            },
+            pk="device_id",
+            not_null={"account_id", "platform", "app_version", "region", "display_name"},
+            defaults={"current_code": ""},
+            if_not_exists=True,
+        )
+        db["slots"].create(
+            {
+                "slot_id": str,
+                "code": str,
+                "device_id": str,
+                "state": str,
+                "state_us": int,
+                "handshake_id": str,
+            },
+            pk="slot_id",
+            not_null={"code", "device_id", "state", "state_us"},
+            if_not_exists=True,
+        )
+        db["deliveries"].create(
+            {
+                "delivery_id": str,
+                "account_id": str,
+                "device_id": str,
+                "code": str,
+                "state": str,
+                "failure_reason": str,
+                "grant_id": str,
+                "handshake_id": str,
+                "create_us": int,
+                "expire_us": int,
+                "end_us": int,
+            },
+            pk="delivery_id",
+            not_null={"account_id", "device_id", "code", "state", "create_us", "expire_us"},
+            defaults={"failure_reason": "", "grant_id": ""},
+            if_not_exists=True,
+        )
+        # Handshake intent rows (H4): written before each remote step.
+        db["handshakes"].create(
+            {
+                "handshake_id": str,
+                "purpose": str,  # ACTIVATE | SEND | RESERVE
+                "step": str,  # PREPARING .. COMMITTED | ABORTED
+                "code": str,
+                "device_id": str,
+                "account_id": str,
+                "app_version": str,
+                "region": str,
+                "current_code": str,
+                "caller_channel": str,
+                "caller_role": str,
+                "grant_id": str,
+                "grant_expire_us": int,
+                "deadline_us": int,  # a PREPARED row past it is aborted (delivery window)
+                "owner_id": str,  # the delivery (or reserve) this handshake drives
+                "outcome": str,  # what the owner becomes when aborted
+                "failure_reason": str,
+                "failure_message": str,
+                "create_us": int,
+                "update_us": int,
+            },
+            pk="handshake_id",
+            not_null={"purpose", "step", "code", "device_id", "create_us", "update_us"},
+            defaults={"grant_id": "", "owner_id": "", "outcome": "", "failure_reason": ""},
+            if_not_exists=True,
+        )
+        # The first answer per target of an idempotent call (H1): SendSubscription
+        # (scope "send:<account>") and ActivateDevice (scope "activate:<device>").
+        db["request_outcomes"].create(
+            {
+                "scope": str,
+                "request_id": str,
+                "position": int,
+                "target": str,
+                "fingerprint": str,
+                "handshake_id": str,
+                "delivery_id": str,
+                "reason": str,
+                "message": str,
+                "metadata_json": str,
+                "create_us": int,
+            },
+            pk=("scope", "request_id", "position"),
+            if_not_exists=True,
+        )
+        db["outbox"].create(
+            {
+                "message_id": str,
+                "account_id": str,
+                "email": str,
+                "subject": str,
+                "body": str,
+                "link_token": str,
+                "link_expire_us": int,
+                "create_us": int,
+            },
+            pk="message_id",
+            not_null={"account_id", "email", "create_us"},
+            if_not_exists=True,
+        )
+        ddl = [
+            "CREATE INDEX IF NOT EXISTS slots_code_state ON slots(code, state)",
+            "CREATE INDEX IF NOT EXISTS slots_device_state ON slots(device_id, state)",
+            "CREATE INDEX IF NOT EXISTS slots_handshake ON slots(handshake_id)",
+            # One held slot per (code, device): a device never counts twice (D3).
+            "CREATE UNIQUE INDEX IF NOT EXISTS slots_one_held ON slots(code, device_id)"
+            " WHERE state != 'RELEASED'",
+            "CREATE INDEX IF NOT EXISTS devices_account ON devices(account_id, connect_us)",
+            "CREATE INDEX IF NOT EXISTS deliveries_account ON deliveries(account_id, create_us)",
+            "CREATE INDEX IF NOT EXISTS deliveries_device ON deliveries(device_id, state)",
+            "CREATE INDEX IF NOT EXISTS deliveries_code ON deliveries(code, account_id)",
+            "CREATE INDEX IF NOT EXISTS handshakes_step ON handshakes(step)",
+            "CREATE INDEX IF NOT EXISTS credentials_device ON credentials(device_id)",
+            "CREATE INDEX IF NOT EXISTS outbox_create ON outbox(create_us)",
+        ]
+        for statement in ddl:
+            self.conn.execute(statement)
+
+    # --- credentials (S1) ---------------------------------------------------------
+
+    def add_credential(
+        self,
+        token: str,
+        kind: str,
+        account_id: str,
+        now_us: int,
+        *,
+        member_id: str = "",
+        device_id: str = "",
+        role: str = "",
+    ) -> None:
+        """Stores an issued credential by its hash; the token itself is never stored."""
+        self.db["credentials"].insert(
+            {
+                "token_hash": hash_token(token),
+                "kind": kind,
+                "account_id": account_id,
+                "member_id": member_id,
+                "device_id": device_id,
+                "role": role,
+                "create_us": now_us,
+            }
+        )
 
     def resolve_credential(self, token: str) -> Principal | None:
-        """Account, member and device credentials issued by this service (by hash)."""
+        """Account, member and device credentials issued by this service (by hash).
+
+        A token shaped like a connection code resolves to the "connection"
+        principal, which may call ConnectDevice only: the code is the app's
+        credential until it has its own (D1). Whether the code exists, is
+        used or expired is ConnectDevice's answer, not UNAUTHENTICATED.
+        """
+        if rules.normalize_connection_code(token) is not None:
+            return Principal(kind="connection", name="connection-code")
+        # Looking up the hash makes the comparison independent of the token's bytes.
+        row = self.one("SELECT * FROM credentials WHERE token_hash = ?", (hash_token(token),))
+        if row is None:
+            return None
+        if row["kind"] == "account":
+            return Principal(
+                kind="portal", name=f"account:{row['account_id']}", account_id=row["account_id"]
+            )
+        if row["kind"] == "member":
+            return Principal(
+                kind="console",
+                name=f"member:{row['member_id']}",
+                role=row["role"],
+                account_id=row["account_id"],
+                member_id=row["member_id"],
+            )
+        if row["kind"] == "device":
+            return Principal(
+                kind="device",
+                name=f"device:{row['device_id']}",
+                account_id=row["account_id"],
+                device_id=row["device_id"],
+            )
         return None
+
+    # --- reads -----------------------------------------------------------------------
+
+    def account(self, account_id: str) -> Row | None:
+        return self.one("SELECT * FROM accounts WHERE account_id = ?", (account_id,))
+
+    def device(self, device_id: str) -> Row | None:
+        return self.one("SELECT * FROM devices WHERE device_id = ?", (device_id,))
+
+    def delivery(self, delivery_id: str) -> Row | None:
+        return self.one("SELECT * FROM deliveries WHERE delivery_id = ?", (delivery_id,))
+
+    def handshake(self, handshake_id: str) -> Row | None:
+        return self.one("SELECT * FROM handshakes WHERE handshake_id = ?", (handshake_id,))
+
+    def subscription(self, account_id: str, code: str) -> Row | None:
+        return self.one(
+            "SELECT * FROM subscriptions WHERE account_id = ? AND code = ?", (account_id, code)
+        )
+
+    def used_slots(self, code: str) -> int:
+        """Active plus pending slots of a code (D3)."""
+        row = self.one(
+            "SELECT COUNT(*) AS n FROM slots WHERE code = ? AND state IN ('PENDING', 'ACTIVE')",
+            (code,),
+        )
+        return int(row["n"]) if row else 0
+
+    def pending_delivery_of(self, device_id: str) -> Row | None:
+        """The device's delivery still PENDING, if any (D5 DELIVERY_PENDING)."""
+        return self.one(
+            "SELECT * FROM deliveries WHERE device_id = ? AND state = 'PENDING' LIMIT 1",
+            (device_id,),
+        )
+
+    # --- slots (D3) ----------------------------------------------------------------
+
+    def claim_slot(
+        self,
+        code: str,
+        device_id: str,
+        max_devices: int,
+        now_us: int,
+        *,
+        state: str = PENDING,
+        handshake_id: str = "",
+    ) -> str:
+        """Claims a slot of ``code`` for ``device_id`` or refuses NO_FREE_SLOTS (D3).
+
+        The count of active plus pending slots and the insert run in one
+        BEGIN IMMEDIATE transaction (joined if the caller already holds one),
+        so concurrent claims serialise on SQLite's write lock and never
+        exceed ``max_devices``.
+        """
+        with self.write() as db:
+            held = self.one(
+                "SELECT slot_id FROM slots"
+                " WHERE code = ? AND device_id = ? AND state != 'RELEASED'",
+                (code, device_id),
+            )
+            if held is not None:
+                raise DeviceError.refused(
+                    "DELIVERY_PENDING",
+                    "the device already holds or is receiving this code",
+                    code=code,
+                    deviceId=device_id,
+                )
+            used = self.used_slots(code)
+            if used >= max_devices:
+                raise DeviceError.refused(
+                    "NO_FREE_SLOTS",
+                    f"all {max_devices} slots of the code are taken",
+                    code=code,
+                    maxDevices=str(max_devices),
+                )
+            slot_id = new_id("slot")
+            db["slots"].insert(
+                {
+                    "slot_id": slot_id,
+                    "code": code,
+                    "device_id": device_id,
+                    "state": state,
+                    "state_us": now_us,
+                    "handshake_id": handshake_id,
+                }
+            )
+            return slot_id
+
+    def set_slot_state(self, where: str, params: tuple, state: str, now_us: int) -> int:  # type: ignore[type-arg]
+        """Moves held slots matching ``where`` to ``state``; returns how many."""
+        cur = self.conn.execute(
+            f"UPDATE slots SET state = ?, state_us = ? WHERE state != 'RELEASED' AND ({where})",
+            (state, now_us, *params),
+        )
+        return cur.rowcount
+
+    # --- idempotent calls (H1) ----------------------------------------------------------
+
+    def outcomes(self, scope: str, request_id: str) -> dict[int, Row]:
+        """The recorded targets of a request, by position."""
+        rows = self.query(
+            "SELECT * FROM request_outcomes WHERE scope = ? AND request_id = ?",
+            (scope, request_id),
+        )
+        return {r["position"]: r for r in rows}
+
+    def put_outcome(self, scope: str, request_id: str, position: int, **values: Any) -> None:
+        """Creates or updates one target's record."""
+        key = {"scope": scope, "request_id": request_id, "position": position}
+        self.db["request_outcomes"].upsert(
+            {**key, **values}, pk=("scope", "request_id", "position")
+        )

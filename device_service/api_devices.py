@@ -1,0 +1,202 @@
+"""Connecting devices (D1), device records, disconnecting, and the app's CheckIn."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from keyslot.device.v1 import device_service_pb2 as pb
+from keyslot.runtime import auth
+from keyslot.runtime.auth import hash_token, new_token
+from keyslot.runtime.timeconv import to_epoch_us, to_timestamp
+
+from device_service import convert, rules
+from device_service import store as st
+from device_service.api_base import ApiBase
+from device_service.errors import DeviceError
+
+UPDATABLE = ("app_version", "region", "display_name")
+
+
+class DevicesApi(ApiBase):
+    """CreateConnectionCode .. CheckIn."""
+
+    def CreateConnectionCode(  # type: ignore[no-untyped-def]
+        self, request: pb.CreateConnectionCodeRequest, context
+    ) -> pb.CreateConnectionCodeResponse:
+        account = self.account_for(request.account_id)
+        now = self.now()
+        expire = now + timedelta(seconds=self.settings.connection_code_ttl)
+        code = rules.new_connection_code()
+        with self.store.write() as db:
+            db["connection_codes"].insert(
+                {
+                    "code_hash": hash_token(rules.normalize_connection_code(code) or ""),
+                    "account_id": account["account_id"],
+                    "create_us": to_epoch_us(now),
+                    "expire_us": to_epoch_us(expire),
+                    "used_us": None,
+                    "device_id": None,
+                }
+            )
+        return pb.CreateConnectionCodeResponse(
+            connection_code=code, expire_time=to_timestamp(expire)
+        )
+
+    def ConnectDevice(self, request: pb.ConnectDeviceRequest, context) -> pb.ConnectDeviceResponse:  # type: ignore[no-untyped-def]
+        # The app has no credential yet: it presents the connection code as its
+        # bearer token (the "connection" principal) and in the request (D1).
+        p = self.principal()
+        if p.kind != "connection":
+            raise DeviceError.denied("ConnectDevice takes the connection code as bearer token")
+        compact = rules.normalize_connection_code(request.connection_code)
+        if compact is None:
+            raise DeviceError.invalid("connection_code", "12 characters such as K7QM-3XPA-9RTW")
+        bearer = auth.bearer_token(context.invocation_metadata() or ()) or ""
+        if rules.normalize_connection_code(bearer) != compact:
+            raise DeviceError.denied("the bearer token must be the connection code")
+        violations = []
+        if request.platform not in pb.Platform.values() or request.platform == 0:
+            violations.append(("platform", "WINDOWS, MACOS, ANDROID, IOS or LINUX required"))
+        checks = (
+            ("app_version", rules.app_version, request.app_version),
+            ("region", rules.region, request.region),
+            ("display_name", rules.display_name, request.display_name),
+        )
+        values = {}
+        for name, check, value in checks:
+            try:
+                values[name] = check(value)
+            except DeviceError as err:
+                violations.append((name, err.violations[0].description))
+        if violations:
+            from keyslot.runtime.errors import FieldViolation
+
+            raise DeviceError.invalid_many([FieldViolation(f, d) for f, d in violations])
+        now = self.now_us()
+        device_id = st.new_id("dev")
+        token = new_token("devc")
+        with self.store.write() as db:
+            row = self.store.one(
+                "SELECT * FROM connection_codes WHERE code_hash = ?", (hash_token(compact),)
+            )
+            if row is None:
+                raise DeviceError.not_found("CONNECTION_CODE_NOT_FOUND", "no such connection code")
+            if row["used_us"] is not None:
+                raise DeviceError.refused("CONNECTION_CODE_USED", "the connection code was used")
+            if row["expire_us"] <= now:
+                raise DeviceError.refused(
+                    "CONNECTION_CODE_EXPIRED", "the connection code expired; ask for a new one"
+                )
+            db["connection_codes"].update(
+                row["code_hash"], {"used_us": now, "device_id": device_id}
+            )
+            db["devices"].insert(
+                {
+                    "device_id": device_id,
+                    "account_id": row["account_id"],
+                    "platform": request.platform,
+                    **values,
+                    "current_code": "",
+                    "connect_us": now,
+                    "update_us": now,
+                    "disconnect_us": None,
+                    "last_check_in_us": None,
+                }
+            )
+            self.store.add_credential(token, "device", row["account_id"], now, device_id=device_id)
+        device = self.store.device(device_id)
+        assert device is not None
+        return pb.ConnectDeviceResponse(device=convert.device(device), device_credential=token)
+
+    def GetDevice(self, request: pb.GetDeviceRequest, context) -> pb.GetDeviceResponse:  # type: ignore[no-untyped-def]
+        return pb.GetDeviceResponse(device=convert.device(self.device_for(request.device_id)))
+
+    def ListDevices(self, request: pb.ListDevicesRequest, context) -> pb.ListDevicesResponse:  # type: ignore[no-untyped-def]
+        account = self.account_for(request.account_id)
+        rows, token = self.page(
+            "SELECT * FROM devices WHERE account_id = ? AND disconnect_us IS NULL"
+            " ORDER BY connect_us, device_id",
+            (account["account_id"],),
+            request.page_size,
+            request.page_token,
+        )
+        return pb.ListDevicesResponse(
+            devices=[convert.device(r) for r in rows], next_page_token=token
+        )
+
+    def UpdateDevice(self, request: pb.UpdateDeviceRequest, context) -> pb.UpdateDeviceResponse:  # type: ignore[no-untyped-def]
+        device = self.device_for(request.device.device_id, "device.device_id")
+        paths = list(request.update_mask.paths)
+        if not paths:
+            raise DeviceError.invalid("update_mask", "name the fields to change")
+        checks = {
+            "app_version": rules.app_version,
+            "region": rules.region,
+            "display_name": rules.display_name,
+        }
+        changes = {}
+        for path in paths:
+            if path not in checks:
+                raise DeviceError.invalid("update_mask", f"{path!r} cannot be changed")
+            changes[path] = checks[path](getattr(request.device, path), f"device.{path}")
+        if device["disconnect_us"] is not None:
+            raise DeviceError.refused(
+                "DEVICE_NOT_CONNECTED", "the device is disconnected", deviceId=device["device_id"]
+            )
+        changes["update_us"] = self.now_us()
+        with self.store.write() as db:
+            db["devices"].update(device["device_id"], changes)
+        row = self.store.device(device["device_id"])
+        assert row is not None
+        return pb.UpdateDeviceResponse(device=convert.device(row))
+
+    def DisconnectDevice(  # type: ignore[no-untyped-def]
+        self, request: pb.DisconnectDeviceRequest, context
+    ) -> pb.DisconnectDeviceResponse:
+        device = self.device_for(request.device_id)
+        device_id = device["device_id"]
+        now = self.now_us()
+        if device["disconnect_us"] is None:
+            with self.store.write() as db:
+                # Its active seat is given back at once; its credential stops working.
+                self.store.set_slot_state(
+                    "device_id = ? AND state = 'ACTIVE'", (device_id,), st.RELEASED, now
+                )
+                db["devices"].update(
+                    device_id, {"disconnect_us": now, "update_us": now, "current_code": ""}
+                )
+                self.store.conn.execute("DELETE FROM credentials WHERE device_id = ?", (device_id,))
+            # Pending deliveries to it are undone through the handshake (slot freed on abort).
+            for hs in self.store.query(
+                "SELECT handshake_id FROM handshakes WHERE device_id = ? AND step = 'PREPARED'",
+                (device_id,),
+            ):
+                self.handshakes.abort_now(
+                    hs["handshake_id"], "FAILED", "DEVICE_NOT_CONNECTED", "device disconnected"
+                )
+        row = self.store.device(device_id)
+        assert row is not None
+        return pb.DisconnectDeviceResponse(device=convert.device(row))
+
+    def CheckIn(self, request: pb.CheckInRequest, context) -> pb.CheckInResponse:  # type: ignore[no-untyped-def]
+        device = self.own_device()
+        changes: dict[str, object] = {"last_check_in_us": self.now_us()}
+        if request.app_version:
+            changes["app_version"] = rules.app_version(request.app_version)
+        pending = self.store.query(
+            "SELECT * FROM deliveries WHERE device_id = ? AND state = 'PENDING' ORDER BY create_us",
+            (device["device_id"],),
+        )
+        # The hot path: at most one round-trip to the license service.
+        wanted = [c for c in [device["current_code"], *(d["code"] for d in pending)] if c]
+        codes = {c.code: c for c in self.license.batch_get_codes(list(dict.fromkeys(wanted)))}
+        with self.store.write() as db:
+            db["devices"].update(device["device_id"], changes)
+        row = self.store.device(device["device_id"])
+        assert row is not None
+        return pb.CheckInResponse(
+            device=convert.device(row),
+            code=codes.get(device["current_code"]) if device["current_code"] else None,
+            pending_deliveries=[convert.delivery(d) for d in pending],
+            server_time=to_timestamp(self.now()),
+        )

@@ -1,0 +1,98 @@
+"""Store rows -> proto messages (the only place that knows both shapes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keyslot.device.v1 import device_service_pb2 as pb
+from keyslot.license.v1 import license_service_pb2 as lpb
+from keyslot.runtime.timeconv import from_epoch_us, to_timestamp
+
+Row = dict[str, Any]
+
+
+def ts(us: int | None):  # type: ignore[no-untyped-def]
+    """Epoch microseconds as a Timestamp; None stays unset."""
+    return to_timestamp(from_epoch_us(us)) if us is not None else None
+
+
+def account(row: Row) -> pb.Account:
+    return pb.Account(
+        account_id=row["account_id"],
+        display_name=row["display_name"],
+        kind=row["kind"],
+        create_time=ts(row["create_us"]),
+    )
+
+
+def member(row: Row) -> pb.ConsoleMember:
+    return pb.ConsoleMember(
+        member_id=row["member_id"],
+        account_id=row["account_id"],
+        display_name=row["display_name"],
+        role=row["role"],
+        create_time=ts(row["create_us"]),
+    )
+
+
+def device(row: Row) -> pb.Device:
+    return pb.Device(
+        device_id=row["device_id"],
+        account_id=row["account_id"],
+        platform=row["platform"],
+        app_version=row["app_version"],
+        region=row["region"],
+        display_name=row["display_name"],
+        current_code=row["current_code"] or "",
+        connect_time=ts(row["connect_us"]),
+        update_time=ts(row["update_us"]),
+        disconnect_time=ts(row["disconnect_us"]),
+        last_check_in_time=ts(row["last_check_in_us"]),
+    )
+
+
+def slot(row: Row) -> pb.Slot:
+    return pb.Slot(
+        code=row["code"],
+        device_id=row["device_id"],
+        state=pb.SlotState.Value(f"SLOT_STATE_{row['state']}"),
+        state_time=ts(row["state_us"]),
+    )
+
+
+def delivery(row: Row) -> pb.Delivery:
+    return pb.Delivery(
+        delivery_id=row["delivery_id"],
+        account_id=row["account_id"],
+        device_id=row["device_id"],
+        code=row["code"],
+        state=pb.DeliveryState.Value(f"DELIVERY_STATE_{row['state']}"),
+        failure_reason=row["failure_reason"] or "",
+        grant_id=row["grant_id"] or "",
+        create_time=ts(row["create_us"]),
+        expire_time=ts(row["expire_us"]),
+        end_time=ts(row["end_us"]),
+    )
+
+
+def outbox(row: Row) -> pb.OutboxMessage:
+    return pb.OutboxMessage(
+        message_id=row["message_id"],
+        account_id=row["account_id"],
+        email=row["email"],
+        subject=row["subject"],
+        body=row["body"],
+        link_token=row["link_token"],
+        link_expire_time=ts(row["link_expire_us"]),
+        create_time=ts(row["create_us"]),
+    )
+
+
+def subscription(row: Row, code: lpb.Code | None, used: int) -> pb.Subscription:
+    return pb.Subscription(
+        account_id=row["account_id"],
+        code=row["code"],
+        add_time=ts(row["add_us"]),
+        code_details=code,
+        used_slots=used,
+    )

@@ -1,0 +1,481 @@
+"""The device side of the two-step handshake (D4, D7, H1-H4), for every purpose.
+
+A handshake row is the device service's intent record. It is written BEFORE
+each remote step, with request ids derived from the handshake id, so a
+repeat of any step is the same request (H1):
+
+    PREPARING --prepare ok + local write--> PREPARED --> COMMITTING --> COMMITTED
+        |                                      |             |
+        +---------- refusal / orphan ----------+--> ABORTING +--> ABORTED
+
+Purposes (ACTIVATE, SEND, RESERVE) plug in ``Hooks`` that write their own
+rows (slot claim, delivery, reserve) inside the same transaction as the step
+change. Generic parts live here once: releasing the handshake's slots on
+abort, making its slot ACTIVE, replacing the device's current code and
+releasing its old slot on commit.
+
+Recovery (H4): a row in a non-final step that no thread of this process is
+working on is an orphan (the process that wrote it died, or its call gave up
+when the license service was unreachable). ``recover`` drives every orphan
+to an end: a PREPARING row is replayed (same request id, so the license
+returns the grant it made, if any) and aborted; COMMITTING is re-committed;
+ABORTING is re-aborted. The caller of an interrupted prepare never got an
+answer, so recovery never rolls a prepare forward.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import sqlite_utils
+from keyslot.license.v1 import license_service_pb2 as lpb
+from keyslot.runtime.clock import Clock
+from keyslot.runtime.timeconv import from_epoch_us, to_epoch_us, to_timestamp
+
+from device_service import store as st
+from device_service.errors import DeviceError
+from device_service.faults import crash_point
+from device_service.license_client import LicensePeer
+
+log = logging.getLogger("keyslot.device.handshake")
+
+PREPARING, PREPARED, COMMITTING, COMMITTED, ABORTING, ABORTED = (
+    "PREPARING",
+    "PREPARED",
+    "COMMITTING",
+    "COMMITTED",
+    "ABORTING",
+    "ABORTED",
+)
+UNFINISHED = (PREPARING, PREPARED, COMMITTING, ABORTING)
+
+Row = dict[str, Any]
+Db = sqlite_utils.Database
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What a purpose writes at each step; each runs inside the step's transaction."""
+
+    # After a successful prepare; may raise DeviceError (NO_FREE_SLOTS) to refuse.
+    on_prepared: Callable[[Db, Row, lpb.Grant, int], None]
+    # After a successful commit (slot/current code already handled generically).
+    on_committed: Callable[[Db, Row, lpb.Grant, int], None]
+    # After the grant is aborted (slots already released generically).
+    on_aborted: Callable[[Db, Row, int], None]
+    # Whether PREPARED waits for a later step (SEND, RESERVE) or is mid-call (ACTIVATE).
+    prepared_is_stable: bool
+
+
+def request_ids(handshake_id: str) -> tuple[str, str, str]:
+    """The prepare, commit and abort request ids of a handshake (H1)."""
+    return f"{handshake_id}.p", f"{handshake_id}.c", f"{handshake_id}.a"
+
+
+class Handshakes:
+    """Runs and recovers handshakes against the license service."""
+
+    def __init__(self, store: st.DeviceStore, license: LicensePeer, clock: Clock) -> None:
+        self.store = store
+        self.license = license
+        self.clock = clock
+        self.hooks: dict[str, Hooks] = {}
+        self._busy: set[str] = set()
+        self._cond = threading.Condition()
+
+    def register(self, purpose: str, hooks: Hooks) -> None:
+        """Plugs in a purpose (ACTIVATE, SEND, RESERVE)."""
+        self.hooks[purpose] = hooks
+
+    def now_us(self) -> int:
+        return int(to_epoch_us(self.clock.now()) or 0)
+
+    # --- in-process ownership: one thread drives a handshake at a time -------------
+
+    @contextmanager
+    def owned(self, handshake_id: str, wait: float = 10.0) -> Iterator[None]:
+        """Holds a handshake for this thread; UNAVAILABLE if another holds it too long."""
+        end = time.monotonic() + wait
+        with self._cond:
+            while handshake_id in self._busy:
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise DeviceError(
+                        "LICENSE_SERVICE_UNAVAILABLE",
+                        "the handshake is busy; retry",
+                        grpc.StatusCode.UNAVAILABLE,
+                    )
+                self._cond.wait(left)
+            self._busy.add(handshake_id)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy.discard(handshake_id)
+                self._cond.notify_all()
+
+    def _try_own(self, handshake_id: str) -> bool:
+        with self._cond:
+            if handshake_id in self._busy:
+                return False
+            self._busy.add(handshake_id)
+            return True
+
+    def _disown(self, handshake_id: str) -> None:
+        with self._cond:
+            self._busy.discard(handshake_id)
+            self._cond.notify_all()
+
+    # --- rows ------------------------------------------------------------------------
+
+    def begin(
+        self,
+        db: Db,
+        *,
+        purpose: str,
+        code: str,
+        device: Row,
+        caller_channel: str,
+        caller_role: str,
+        grant_expire_us: int,
+        deadline_us: int | None = None,
+        owner_id: str = "",
+        handshake_id: str | None = None,
+    ) -> str:
+        """Writes the PREPARING intent row (inside the caller's transaction)."""
+        handshake_id = handshake_id or st.new_id("hs")
+        now = self.now_us()
+        db["handshakes"].insert(
+            {
+                "handshake_id": handshake_id,
+                "purpose": purpose,
+                "step": PREPARING,
+                "code": code,
+                "device_id": device["device_id"],
+                "account_id": device["account_id"],
+                "app_version": device["app_version"],
+                "region": device["region"],
+                "current_code": device["current_code"] or "",
+                "caller_channel": caller_channel,
+                "caller_role": caller_role,
+                "grant_id": "",
+                "grant_expire_us": grant_expire_us,
+                "deadline_us": deadline_us,
+                "owner_id": owner_id,
+                "outcome": "",
+                "failure_reason": "",
+                "failure_message": "",
+                "create_us": now,
+                "update_us": now,
+            }
+        )
+        return handshake_id
+
+    def _set(self, handshake_id: str, **values: Any) -> None:
+        values["update_us"] = self.now_us()
+        self.store.db["handshakes"].update(handshake_id, values)
+
+    def _move(self, handshake_id: str, frm: str, to: str, **values: Any) -> bool:
+        """Compare-and-set of the step (one winner among cancel, complete, expire)."""
+        values.update(step=to, update_us=self.now_us())
+        cols = ", ".join(f"{k} = ?" for k in values)
+        with self.store.write():
+            cur = self.store.conn.execute(
+                f"UPDATE handshakes SET {cols} WHERE handshake_id = ? AND step = ?",
+                (*values.values(), handshake_id, frm),
+            )
+            return cur.rowcount == 1
+
+    def request_commit(self, handshake_id: str) -> bool:
+        """PREPARED -> COMMITTING; False when another step won."""
+        return self._move(handshake_id, PREPARED, COMMITTING)
+
+    def request_abort(self, handshake_id: str, outcome: str, reason: str, message: str) -> bool:
+        """PREPARED -> ABORTING with what the owner becomes; False when another step won."""
+        return self._move(
+            handshake_id,
+            PREPARED,
+            ABORTING,
+            outcome=outcome,
+            failure_reason=reason,
+            failure_message=message,
+        )
+
+    # --- remote steps ------------------------------------------------------------------
+
+    def _prepare_request(self, row: Row) -> lpb.PrepareGrantRequest:
+        prepare_id, _, _ = request_ids(row["handshake_id"])
+        return lpb.PrepareGrantRequest(
+            code=row["code"],
+            purpose=lpb.GrantPurpose.Value(f"GRANT_PURPOSE_{row['purpose']}"),
+            device=lpb.DeviceContext(
+                device_id=row["device_id"],
+                app_version=row["app_version"],
+                region=row["region"],
+                current_code=row["current_code"],
+            ),
+            caller=lpb.CallerContext(
+                channel=lpb.CallerChannel.Value(f"CALLER_CHANNEL_{row['caller_channel']}"),
+                role=lpb.ConsoleRole.Value(f"CONSOLE_ROLE_{row['caller_role']}")
+                if row["caller_role"]
+                else lpb.CONSOLE_ROLE_UNSPECIFIED,
+            ),
+            request_id=prepare_id,
+            expire_time=to_timestamp(from_epoch_us(row["grant_expire_us"])),
+        )
+
+    def prepare(self, handshake_id: str) -> lpb.Grant:
+        """Step 1 plus the purpose's local write, in order; raises the refusal.
+
+        A refusal of the license service ends the handshake ABORTED (nothing is
+        held). A local refusal (NO_FREE_SLOTS) aborts the grant just made. An
+        unreachable license service leaves the row PREPARING for recovery.
+        """
+        row = self._row(handshake_id)
+        crash_point("before_prepare")
+        try:
+            grant = self.license.prepare_grant(self._prepare_request(row))
+        except DeviceError as err:
+            if not err.transient:
+                self._finish_aborted(handshake_id, err.reason, err.message)
+            raise
+        crash_point("after_prepare")
+        hooks = self.hooks[row["purpose"]]
+        try:
+            with self.store.write() as db:
+                hooks.on_prepared(db, row, grant, self.now_us())
+                self._set(handshake_id, step=PREPARED, grant_id=grant.grant_id)
+        except DeviceError as err:
+            self._set(
+                handshake_id,
+                step=ABORTING,
+                grant_id=grant.grant_id,
+                outcome="FAILED",
+                failure_reason=err.reason,
+                failure_message=err.message,
+            )
+            self._settle_quietly(handshake_id)
+            raise
+        return grant
+
+    def commit(self, handshake_id: str, app_version: str = "") -> lpb.Grant:
+        """Step 2 for a row already COMMITTING; raises the refusal (H3) after settling."""
+        row = self._row(handshake_id)
+        _, commit_id, _ = request_ids(handshake_id)
+        crash_point("before_commit")
+        try:
+            grant = self.license.commit_grant(row["grant_id"], commit_id, app_version)
+        except DeviceError as err:
+            if err.transient and err.license_reason in ("", "INTERNAL"):
+                raise  # unknown outcome: stays COMMITTING, re-sent by retry or recovery
+            reason = err.license_reason or err.reason
+            if reason in ("GRANT_EXPIRED", "GRANT_ABORTED", "GRANT_NOT_FOUND"):
+                # The license side already ended it: nothing to abort.
+                outcome = "EXPIRED" if reason == "GRANT_EXPIRED" else "FAILED"
+                self._set(handshake_id, outcome=outcome)
+                self._finish_aborted(handshake_id, reason, err.message)
+                raise DeviceError.refused(
+                    "DELIVERY_EXPIRED" if reason == "GRANT_EXPIRED" else "DELIVERY_NOT_PENDING",
+                    "the grant ended before it was committed",
+                    grantId=row["grant_id"],
+                ) from None
+            # A re-check refused it (H3: blocked, paused, expired): the grant is
+            # still PREPARED at the license service, so abort it.
+            self._set(
+                handshake_id,
+                step=ABORTING,
+                outcome="FAILED",
+                failure_reason=err.reason,
+                failure_message=err.message,
+            )
+            self._settle_quietly(handshake_id)
+            raise
+        crash_point("after_commit")
+        self._finish_committed(handshake_id, grant)
+        return grant
+
+    def abort(self, handshake_id: str) -> None:
+        """Aborts the grant of an ABORTING row and finishes the row ABORTED."""
+        row = self._row(handshake_id)
+        grant_id = row["grant_id"]
+        if not grant_id:
+            # The prepare's answer was lost: replay it (same request id) to learn
+            # whether a grant exists, then abort that grant.
+            try:
+                grant = self.license.prepare_grant(self._prepare_request(row))
+            except DeviceError as err:
+                if err.transient:
+                    raise
+                self._finish_aborted(handshake_id)
+                return
+            grant_id = grant.grant_id
+            self._set(handshake_id, grant_id=grant_id)
+        _, _, abort_id = request_ids(handshake_id)
+        try:
+            self.license.abort_grant(grant_id, abort_id, row["failure_reason"] or "REQUESTED")
+        except DeviceError as err:
+            if err.license_reason == "GRANT_COMMITTED":
+                # Only reachable if a commit answer was lost: the license side
+                # is committed, so the device side follows (both agree, H4).
+                grant = self.license.get_grant(grant_id)
+                self._finish_committed(handshake_id, grant)
+                return
+            if err.license_reason != "GRANT_NOT_FOUND":
+                raise
+        crash_point("after_abort")
+        self._finish_aborted(handshake_id)
+
+    def drive(self, handshake_id: str) -> str:
+        """Moves an unfinished row (owned by this thread) to its end; returns the step."""
+        row = self._row(handshake_id)
+        step = row["step"]
+        if step == PREPARING or (
+            step == PREPARED and not self.hooks[row["purpose"]].prepared_is_stable
+        ):
+            # Its caller is gone: undo (never roll an unanswered prepare forward).
+            self._set(
+                handshake_id,
+                step=ABORTING,
+                outcome=row["outcome"] or "FAILED",
+                failure_reason=row["failure_reason"] or "INTERNAL",
+                failure_message=row["failure_message"] or "interrupted; undone by recovery",
+            )
+            step = ABORTING
+        if step == COMMITTING:
+            try:
+                self.commit(handshake_id)
+            except DeviceError as err:
+                if err.transient:
+                    raise
+        elif step == ABORTING:
+            self.abort(handshake_id)
+        return self._row(handshake_id)["step"]
+
+    def abort_now(self, handshake_id: str, outcome: str, reason: str, message: str) -> bool:
+        """Undoes a PREPARED handshake (cancel, disconnect); the abort call is best-effort.
+
+        The decision is durable once ABORTING is written: if the license service
+        is unreachable, recovery finishes the abort later.
+        """
+        with self.owned(handshake_id):
+            if not self.request_abort(handshake_id, outcome, reason, message):
+                return False
+            self._settle_quietly(handshake_id)
+            return True
+
+    def settle(self, handshake_id: str) -> str:
+        """Drives a handshake this thread owns to an end if it is orphaned; its step after."""
+        try:
+            return self.drive(handshake_id)
+        except DeviceError as err:
+            if err.transient:
+                raise
+            return self._row(handshake_id)["step"]
+
+    def _settle_quietly(self, handshake_id: str) -> None:
+        try:
+            self.abort(handshake_id)
+        except DeviceError as err:
+            log.warning("abort of %s deferred to recovery: %s", handshake_id, err.reason)
+
+    # --- final local writes --------------------------------------------------------------
+
+    def _finish_committed(self, handshake_id: str, grant: lpb.Grant) -> None:
+        now = self.now_us()
+        with self.store.write() as db:
+            row = self._row(handshake_id)
+            if row["step"] == COMMITTED:
+                return
+            device_id = row["device_id"]
+            # The device's old code gives its seat back; the new slot becomes ACTIVE (D7).
+            self.store.set_slot_state(
+                "device_id = ? AND state = 'ACTIVE' AND handshake_id != ?",
+                (device_id, handshake_id),
+                st.RELEASED,
+                now,
+            )
+            self.store.set_slot_state("handshake_id = ?", (handshake_id,), st.ACTIVE, now)
+            db["devices"].update(device_id, {"current_code": row["code"], "update_us": now})
+            self.hooks[row["purpose"]].on_committed(db, row, grant, now)
+            self._set(handshake_id, step=COMMITTED, grant_id=grant.grant_id or row["grant_id"])
+
+    def _finish_aborted(self, handshake_id: str, reason: str = "", message: str = "") -> None:
+        now = self.now_us()
+        with self.store.write() as db:
+            row = self._row(handshake_id)
+            if row["step"] == ABORTED:
+                return
+            if reason:
+                row["failure_reason"], row["failure_message"] = reason, message
+            self.store.set_slot_state("handshake_id = ?", (handshake_id,), st.RELEASED, now)
+            self.hooks[row["purpose"]].on_aborted(db, row, now)
+            self._set(
+                handshake_id,
+                step=ABORTED,
+                failure_reason=row["failure_reason"],
+                failure_message=row["failure_message"],
+            )
+
+    def _row(self, handshake_id: str) -> Row:
+        row = self.store.handshake(handshake_id)
+        if row is None:
+            raise KeyError(handshake_id)
+        return row
+
+    # --- background: recovery and deadlines ------------------------------------------------
+
+    def recover(self) -> int:
+        """Drives every orphaned handshake to its end (H4); returns how many settled."""
+        stable = [p for p, h in self.hooks.items() if h.prepared_is_stable]
+        rows = self.store.query(
+            "SELECT handshake_id, step, purpose FROM handshakes"
+            " WHERE step IN ('PREPARING', 'PREPARED', 'COMMITTING', 'ABORTING')"
+            " ORDER BY create_us"
+        )
+        settled = 0
+        for row in rows:
+            if row["step"] == PREPARED and row["purpose"] in stable:
+                continue
+            if not self._try_own(row["handshake_id"]):
+                continue  # a live call is working on it
+            try:
+                if self.drive(row["handshake_id"]) in (COMMITTED, ABORTED):
+                    settled += 1
+            except DeviceError as err:
+                log.info("recovery of %s deferred: %s", row["handshake_id"], err.reason)
+            except Exception:
+                log.exception("recovery of %s failed", row["handshake_id"])
+            finally:
+                self._disown(row["handshake_id"])
+        return settled
+
+    def expire_due(self) -> int:
+        """Aborts PREPARED handshakes past their deadline (the delivery window, D4)."""
+        rows = self.store.query(
+            "SELECT handshake_id FROM handshakes WHERE step = 'PREPARED'"
+            " AND deadline_us IS NOT NULL AND deadline_us <= ?",
+            (self.now_us(),),
+        )
+        expired = 0
+        for row in rows:
+            hid = row["handshake_id"]
+            if not self._try_own(hid):
+                continue
+            try:
+                if self.request_abort(hid, "EXPIRED", "DELIVERY_EXPIRED", "not completed in time"):
+                    expired += 1
+                    self.abort(hid)
+            except DeviceError as err:
+                log.info("expiry of %s deferred: %s", hid, err.reason)
+            except Exception:
+                log.exception("expiry of %s failed", hid)
+            finally:
+                self._disown(hid)
+        return expired

@@ -1,0 +1,203 @@
+"""Pure device-service rules: formats, validation and who may reach what (S2).
+
+No grpc, no SQL, no clock: callers pass time in. Errors are DeviceError.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from keyslot.runtime.auth import Principal
+
+from device_service.errors import DeviceError
+
+# --- activation codes (formatted as the license service formats them) ---------
+
+_CODE_CHARS = re.compile(r"^[A-Z0-9]{20}$")
+
+
+def normalize_code(raw: str, field: str = "code") -> str:
+    """An activation code as "ABCDE-12345-FGHIJ-67890"; case, spaces, hyphens ignored."""
+    compact = re.sub(r"[\s-]", "", raw or "").upper()
+    if not compact:
+        raise DeviceError.invalid(field, "required")
+    if not _CODE_CHARS.match(compact):
+        raise DeviceError.invalid(field, "must be 20 characters A-Z, 0-9")
+    return "-".join(compact[i : i + 5] for i in range(0, 20, 5))
+
+
+# --- connection codes (D1) ------------------------------------------------------
+
+# Crockford base32: no I, L, O, U, so what people read they can type.
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+CONNECTION_CODE_LEN = 12  # 12 x 5 bits = 60 bits of entropy (D1 asks >= 40)
+_CROCKFORD_ALIASES = str.maketrans({"O": "0", "I": "1", "L": "1"})
+
+
+def new_connection_code() -> str:
+    """A fresh connection code shown as three groups of four ("K7QM-3XPA-9RTW")."""
+    chars = "".join(secrets.choice(CROCKFORD) for _ in range(CONNECTION_CODE_LEN))
+    return format_connection_code(chars)
+
+
+def format_connection_code(compact: str) -> str:
+    return "-".join(compact[i : i + 4] for i in range(0, CONNECTION_CODE_LEN, 4))
+
+
+def normalize_connection_code(raw: str) -> str | None:
+    """The compact form of a typed connection code, or None if it cannot be one."""
+    compact = re.sub(r"[\s-]", "", raw or "").upper().translate(_CROCKFORD_ALIASES)
+    if len(compact) != CONNECTION_CODE_LEN or any(c not in CROCKFORD for c in compact):
+        return None
+    return compact
+
+
+# --- field validation (S4) ----------------------------------------------------------
+
+_VERSION = re.compile(r"^\d{1,6}(\.\d{1,6}){0,3}$")
+_REGION = re.compile(r"^[A-Z]{2}$")
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)  # noqa: E501
+_ID = re.compile(r"^[a-z]{2,4}_[A-Za-z0-9_-]{1,64}$")
+_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,64}$")
+
+
+def display_name(value: str, field: str = "display_name") -> str:
+    """A name shown to people: 1-200 characters after trimming."""
+    value = (value or "").strip()
+    if not value:
+        raise DeviceError.invalid(field, "required")
+    if len(value) > 200:
+        raise DeviceError.invalid(field, "at most 200 characters")
+    return value
+
+
+def app_version(value: str, field: str = "app_version") -> str:
+    """Dotted numbers, 1-4 parts ("10.2.1")."""
+    if not _VERSION.match(value or ""):
+        raise DeviceError.invalid(field, "dotted numbers such as 10.2.1 required")
+    return value
+
+
+def region(value: str, field: str = "region") -> str:
+    """ISO 3166-1 alpha-2, upper-cased."""
+    value = (value or "").strip().upper()
+    if not _REGION.match(value):
+        raise DeviceError.invalid(field, "ISO 3166-1 alpha-2 region such as FI required")
+    return value
+
+
+def email(value: str, field: str = "email") -> str:
+    """A plausible e-mail address, up to 254 characters."""
+    value = (value or "").strip()
+    if not value:
+        raise DeviceError.invalid(field, "required")
+    if len(value) > 254 or not _EMAIL.match(value):
+        raise DeviceError.invalid(field, "not a valid e-mail address")
+    return value
+
+
+def resource_id(value: str, field: str) -> str:
+    """An id this service assigned ("dev_...", "acc_..."); anything else is malformed."""
+    if not value:
+        raise DeviceError.invalid(field, "required")
+    if not _ID.match(value):
+        raise DeviceError.invalid(field, "malformed id")
+    return value
+
+
+def request_id(value: str, field: str = "request_id", required: bool = True) -> str:
+    """An idempotency key: 1-64 printable ASCII characters (H1)."""
+    if not value and not required:
+        return ""
+    if not _REQUEST_ID.match(value or ""):
+        raise DeviceError.invalid(field, "1-64 printable ASCII characters required")
+    return value
+
+
+def page_size(value: int, field: str = "page_size") -> int:
+    """1-1000; 0 means 100."""
+    if value == 0:
+        return 100
+    if not 1 <= value <= 1000:
+        raise DeviceError.invalid(field, "must be 0-1000")
+    return value
+
+
+def page_offset(token: str, field: str = "page_token") -> int:
+    """The offset an opaque page token stands for."""
+    if not token:
+        return 0
+    match = re.fullmatch(r"o(\d{1,9})", token)
+    if not match:
+        raise DeviceError.invalid(field, "not a token from a previous response")
+    return int(match.group(1))
+
+
+def next_page_token(offset: int, size: int, got: int) -> str:
+    """The token for the page after one of ``got`` rows (we fetch size + 1)."""
+    return f"o{offset + size}" if got > size else ""
+
+
+# --- who may reach what (S1, S2) ---------------------------------------------------
+#
+# Policy, applied the same way everywhere:
+#   * a caller of the wrong KIND for a method (a device asking for an account's
+#     subscriptions, an account credential calling a device-only method) gets
+#     PERMISSION_DENIED;
+#   * a caller of the right kind asking for someone else's resource gets
+#     NOT_FOUND, exactly as if it did not exist (no existence oracle).
+# The portal and console service tokens (static, no account) act for any
+# account: they are the portal and console backends.
+
+
+def is_service(p: Principal) -> bool:
+    """The portal or console backend itself, acting for any account."""
+    return p.kind in ("portal", "console") and not p.account_id
+
+
+def is_account_caller(p: Principal) -> bool:
+    """Portal/console backends, account credentials and console members."""
+    return p.kind in ("portal", "console")
+
+
+def require_account_caller(p: Principal) -> None:
+    if not is_account_caller(p):
+        raise DeviceError.denied("only the portal, the console or an account may call this")
+
+
+def require_device(p: Principal) -> None:
+    if p.kind != "device" or not p.device_id:
+        raise DeviceError.denied("only a device credential may call this")
+
+
+def reaches_account(p: Principal, account_id: str) -> bool:
+    """Whether an account caller may act for ``account_id`` (S2)."""
+    return is_service(p) or (is_account_caller(p) and p.account_id == account_id)
+
+
+def reaches_device(p: Principal, device_account_id: str, device_id: str) -> bool:
+    """A device reaches only itself; an account caller only its account's devices."""
+    if p.kind == "device":
+        return p.device_id == device_id
+    return reaches_account(p, device_account_id)
+
+
+def caller_context(p: Principal) -> tuple[str, str]:
+    """(channel, role) names for the license's CallerContext, from the principal only (S1)."""
+    if p.kind == "portal":
+        return "PORTAL", ""
+    if p.kind == "console":
+        return "CONSOLE", p.role if p.role in ("ADMINISTRATOR", "MEMBER") else ""
+    if p.kind == "device":
+        return "DEVICE", ""
+    raise DeviceError.denied("this caller cannot take part in a handshake")
+
+
+def subscription_refusal(status_name: str) -> str | None:
+    """Why a code cannot be added to an account (blocked, cancelled), or None."""
+    return {"CODE_STATUS_BLOCKED": "CODE_BLOCKED", "CODE_STATUS_CANCELLED": "CODE_CANCELLED"}.get(
+        status_name
+    )

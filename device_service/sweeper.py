@@ -1,0 +1,43 @@
+"""The device service's background thread: delivery deadlines and recovery (D4, H4)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from device_service.handshake import Handshakes
+
+log = logging.getLogger("keyslot.device.sweeper")
+
+
+class Sweeper:
+    """Runs a recovery pass at once (start-up), then expiry + recovery every interval."""
+
+    def __init__(self, handshakes: Handshakes, interval: float) -> None:
+        self.handshakes = handshakes
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="device-sweeper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def sweep(self) -> None:
+        """One pass: expire deliveries past their window, then settle orphans."""
+        expired = self.handshakes.expire_due()
+        settled = self.handshakes.recover()
+        if expired or settled:
+            log.info("sweep: %d deliveries expired, %d handshakes settled", expired, settled)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.sweep()
+            except Exception:
+                log.exception("sweep failed")
+            if self._stop.wait(self.interval):
+                return

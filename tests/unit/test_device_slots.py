@@ -1,0 +1,82 @@
+"""D3 slot claims and S1 credentials at the store level (temp SQLite file)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from keyslot.runtime.auth import hash_token
+
+from device_service import rules
+from device_service.errors import DeviceError
+from device_service.store import DeviceStore
+
+CODE = "ABCDE-12345-FGHIJ-67890"
+
+
+def test_d3_fifty_threads_never_exceed_max_devices(tmp_path: Path) -> None:
+    store = DeviceStore(str(tmp_path / "device.db"))
+    # Two seats already taken: 3 free of 5 for 50 racing claims.
+    store.claim_slot(CODE, "dev_taken1", 5, 1, state="ACTIVE")
+    store.claim_slot(CODE, "dev_taken2", 5, 1)
+    barrier = threading.Barrier(50)
+    won, refused, other = [], [], []
+
+    def claim(i: int) -> None:
+        barrier.wait()
+        try:
+            won.append(store.claim_slot(CODE, f"dev_{i}", 5, 2))
+        except DeviceError as err:
+            (refused if err.reason == "NO_FREE_SLOTS" else other).append(err)
+        except Exception as err:  # noqa: BLE001 - any other failure fails the test
+            other.append(err)
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert other == []
+    assert len(won) == 3 and len(refused) == 47
+    assert store.used_slots(CODE) == 5
+
+
+def test_d3_released_slots_are_not_counted(tmp_path: Path) -> None:
+    store = DeviceStore(str(tmp_path / "device.db"))
+    store.claim_slot(CODE, "dev_a", 1, 1)
+    with pytest.raises(DeviceError) as err:
+        store.claim_slot(CODE, "dev_b", 1, 2)
+    assert err.value.reason == "NO_FREE_SLOTS"
+    store.set_slot_state("device_id = ?", ("dev_a",), "RELEASED", 3)
+    store.claim_slot(CODE, "dev_b", 1, 4)
+    assert store.used_slots(CODE) == 1
+
+
+def test_s1_credentials_stored_only_as_hash_and_resolve_to_principals(tmp_path: Path) -> None:
+    store = DeviceStore(str(tmp_path / "device.db"))
+    store.add_credential("acct_secret-one", "account", "acc_1", 1)
+    store.add_credential("memb_secret-two", "member", "acc_1", 1, member_id="mem_1", role="MEMBER")
+    store.add_credential("devc_secret-three", "device", "acc_1", 1, device_id="dev_1")
+    dump = "\n".join(store.conn.iterdump())
+    assert "secret" not in dump and hash_token("acct_secret-one") in dump
+    account = store.resolve_credential("acct_secret-one")
+    assert account is not None and (account.kind, account.account_id) == ("portal", "acc_1")
+    member = store.resolve_credential("memb_secret-two")
+    assert member is not None and (member.kind, member.role, member.member_id) == (
+        "console",
+        "MEMBER",
+        "mem_1",
+    )
+    device = store.resolve_credential("devc_secret-three")
+    assert device is not None and (device.kind, device.device_id) == ("device", "dev_1")
+    assert store.resolve_credential("devc_unknown-token-xyz") is None
+
+
+def test_d1_connection_codes_have_60_bits_and_forgive_typing() -> None:
+    code = rules.new_connection_code()
+    assert len(code) == 14 and code.count("-") == 2
+    assert len(rules.CROCKFORD) ** rules.CONNECTION_CODE_LEN >= 2**40
+    sloppy = code.lower().replace("-", " ").replace("0", "o").replace("1", "l")
+    assert rules.normalize_connection_code(sloppy) == code.replace("-", "")
+    assert rules.normalize_connection_code("not-a-code") is None
