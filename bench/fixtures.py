@@ -127,14 +127,8 @@ class Api:
                 region=REGION,
                 display_name=f"bench device {i}",
             )
-            # The app has no credential yet; should the service want a bearer
-            # token anyway, the portal's is used.
-            try:
-                reply = self.dev("ConnectDevice", request, token=None)
-            except Unavailable as exc:
-                if "UNAUTHENTICATED" not in str(exc):
-                    raise
-                reply = self.dev("ConnectDevice", request)
+            # The app has no credential yet: the connection code is its bearer token.
+            reply = self.dev("ConnectDevice", request, token=code)
             return Device(reply.device.device_id, reply.device_credential, account_id)
 
         return self.parallel(one, range(count), parallel)
