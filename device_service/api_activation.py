@@ -61,12 +61,12 @@ class ActivationApi(ApiBase):
                         grpc.StatusCode.ALREADY_EXISTS,
                         metadata={"requestId": request_id},
                     )
-                replay = self._replay(rec)
+                replay = self._replay_activation(rec)
                 if replay is not None:
                     return replay
             return self._activate(scope, request_id, device, code)
 
-    def _replay(self, rec: Row) -> pb.ActivateDeviceResponse | None:
+    def _replay_activation(self, rec: Row) -> pb.ActivateDeviceResponse | None:
         if rec["reason"]:
             raise DeviceError.refused(rec["reason"], rec["message"])
         hid = rec["handshake_id"]
@@ -75,7 +75,7 @@ class ActivationApi(ApiBase):
         row = self.store.handshake(hid)
         assert row is not None
         if step == hs.COMMITTED:
-            return self._answer(row["device_id"], self.license.get_code(row["code"]))
+            return self._activation_answer(row["device_id"], self.license.get_code(row["code"]))
         if row["failure_reason"] and row["failure_reason"] != "INTERNAL":
             raise DeviceError.refused(row["failure_reason"], row["failure_message"] or "")
         return None  # interrupted earlier: try again
@@ -108,9 +108,9 @@ class ActivationApi(ApiBase):
                     scope, request_id, 0, reason=err.reason, message=err.message, **record
                 )
             raise
-        return self._answer(device["device_id"], grant.code_details)
+        return self._activation_answer(device["device_id"], grant.code_details)
 
-    def _answer(self, device_id: str, code: lpb.Code) -> pb.ActivateDeviceResponse:
+    def _activation_answer(self, device_id: str, code: lpb.Code) -> pb.ActivateDeviceResponse:
         row = self.store.device(device_id)
         assert row is not None
         return pb.ActivateDeviceResponse(device=convert.device(row), code=code)

@@ -107,7 +107,7 @@ class DeliveriesApi(ApiBase):
                     metadata={"requestId": request_id},
                 )
             for pos, device_id in enumerate(ids):
-                replay = self._replay(recorded.get(pos))
+                replay = self._replay_send(recorded.get(pos))
                 if replay is not None:
                     results.append(pb.SendResult(device_id=device_id, **replay))
                     continue
@@ -117,7 +117,7 @@ class DeliveriesApi(ApiBase):
                 results.append(pb.SendResult(device_id=device_id, **outcome))
         return pb.SendSubscriptionResponse(results=results)
 
-    def _replay(self, rec: Row | None) -> dict[str, Any] | None:
+    def _replay_send(self, rec: Row | None) -> dict[str, Any] | None:
         """The first answer for a target, or None when it must be (re)tried."""
         if rec is None:
             return None
