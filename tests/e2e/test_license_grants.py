@@ -278,3 +278,16 @@ def test_d5_license_side_reasons_end_to_end(services: Services) -> None:
     services.clock.advance(timedelta(days=1))
     fresh_current = activated(services, kind=lpb.CODE_KIND_LICENSE)
     assert refusal(services, already, current_code=fresh_current) == "EXPIRES_EARLIER"
+
+
+def test_h1_concurrent_prepares_all_answer_without_busy_errors(services: Services) -> None:
+    """200 prepares at once (a SendSubscription storm) each get a grant; none sees SQLITE_BUSY."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    code = issue(services, max_devices=5)[0]
+    requests = [prepare_request(services, code) for _ in range(200)]
+    peer = services.license_as("peer")
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        grants = list(pool.map(lambda r: peer.PrepareGrant(r).grant, requests))
+    assert len({grant.grant_id for grant in grants}) == 200
+    assert all(grant.state == lpb.GRANT_STATE_PREPARED for grant in grants)
