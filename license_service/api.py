@@ -45,10 +45,10 @@ MAX_GRACE = timedelta(days=365)
 MAX_GRANT_HOLD = timedelta(days=3660)  # a reserve may wait for its take-over for years
 
 
-def _name(enum_type: Any, value: str) -> int:
+def _name(enum_type: Any, value: str) -> Any:
     """A domain name ("SUBSCRIPTION") as the proto enum number."""
     prefix = enum_type.DESCRIPTOR.values_by_number[0].name.removesuffix("UNSPECIFIED")
-    return int(enum_type.Value(prefix + value))
+    return enum_type.Value(prefix + value)
 
 
 def fingerprint(request: Message, *ignored: str) -> str:

@@ -30,7 +30,8 @@ REQUEST_ID_TTL = timedelta(hours=48)  # H1 asks for at least 24 h
 
 
 def code_not_found(code: str) -> LicenseError:
-    return LicenseError.not_found("CODE_NOT_FOUND", "no such code")
+    """NOT_FOUND for a code that does not exist or is not the caller's (S2: same answer)."""
+    return LicenseError("CODE_NOT_FOUND", "no such code", grpc.StatusCode.NOT_FOUND)
 
 
 @dataclass
