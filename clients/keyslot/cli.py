@@ -75,18 +75,20 @@ class Output:
         else:
             self.console.print(_record_table(title, data))
 
-    def error(self, err: KeyslotError) -> None:
+    def error(self, err: KeyslotError, indent: str = "", to_stdout: bool = False) -> None:
         """A failed call: the reason, domain, metadata and bad fields."""
         if self.as_json:
             print(json.dumps({"error": err.to_dict()}, indent=2))
             return
-        self.err.print(f"[bold red]error[/] {err.code.name} [bold]{err.reason or '-'}[/]")
+        console = self.console if to_stdout else self.err
+        reason = err.reason or "-"
+        console.print(f"{indent}[bold red]error[/] {err.code.name} [bold]{reason}[/]")
         if err.message:
-            self.err.print(f"  {err.message}")
+            console.print(f"{indent}  {err.message}")
         for key, value in sorted(err.metadata.items()):
-            self.err.print(f"  {key}: {value}")
+            console.print(f"{indent}  {key}: {value}")
         for violation in err.field_violations:
-            self.err.print(f"  field {violation.field}: {violation.description}")
+            console.print(f"{indent}  field {violation.field}: {violation.description}")
 
 
 def _cell(value: Any) -> str:
@@ -408,7 +410,7 @@ class Demo:
             self.log.append({"step": title, "error": err.to_dict()})
             if not self.out.as_json:
                 self.out.console.print(f"[bold]{head}[/] [red]failed[/]")
-                self.out.error(err)
+                self.out.error(err, indent="    ", to_stdout=True)
             if required:
                 raise
             return None

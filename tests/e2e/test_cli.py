@@ -110,12 +110,12 @@ def test_cli_account_connect_send_complete(services: Services) -> None:
     assert done["delivery"]["state"] == "DELIVERY_STATE_DELIVERED"
     checked = ok(services, "--token", first_token, "check-in")
     assert checked["device"]["current_code"] == code
-    details = ok(services, "license-details", first)
-    assert details["code"]["code"] == code
     # One slot, taken: the second target is refused; the exit code is its family's (D5).
     result = run(services, "send", account_id, code, second)
     assert result.returncode == 10, result.stdout + result.stderr
     assert json.loads(result.stdout)[0]["refusal"]["reason"] == "NO_FREE_SLOTS"
+    details = ok(services, "license-details", first)
+    assert details["code"]["code"] == code
 
 
 def test_cli_device_commands_need_a_device_token(services: Services) -> None:
