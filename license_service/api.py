@@ -572,11 +572,17 @@ class LicenseApi(pb_grpc.LicenseServiceServicer):
         role = val.enum(v, "caller.role", request.caller.role, pb.ConsoleRole, allow_unset=True)
         val.request_id(v, request.request_id, required=True)
         deadline = from_timestamp(request.expire_time) if request.HasField("expire_time") else None
-        val.future_time(v, "expire_time", deadline, now, MAX_GRANT_HOLD)
+        if deadline is None:
+            v.add("expire_time", "is required")
         v.raise_if_any()
         assert deadline is not None
 
         def work() -> pb.PrepareGrantResponse:
+            # Checked only for a new request: a recovery retry after the deadline
+            # must still get its first answer (H1, H4), not INVALID_ARGUMENT.
+            late = val.Violations()
+            val.future_time(late, "expire_time", deadline, now, MAX_GRANT_HOLD)
+            late.raise_if_any()
             grant, rec = self.ops.prepare_grant(
                 code=code,
                 purpose=purpose,
