@@ -33,13 +33,12 @@ def _size(path: Path) -> int:
     return total
 
 
-def _count(path: Path, table_hint: str) -> int | None:
-    """Rows of the first table whose name contains ``table_hint``."""
+def _count(path: Path, table: str) -> int | None:
+    """Rows of ``table`` (None when the store has no such table)."""
     with sqlite3.connect(path) as conn:
-        for table in bulk.tables(conn):
-            if table_hint in table:
-                return int(conn.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0])
-    return None
+        if table not in bulk.tables(conn):
+            return None
+        return int(conn.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0])
 
 
 def run_scale(bench: Bench) -> None:
@@ -92,8 +91,8 @@ def run_scale(bench: Bench) -> None:
         load_s = time.monotonic() - t0
         servers.start_services()
         res = bench.load("checkin", servers.device.address, threads, duration=plan.scale_duration)
-        devices_total = _count(servers.device_db, "device") or size
-        codes_total = _count(servers.license_db, "code") or size
+        devices_total = _count(servers.device_db, "devices") or size
+        codes_total = _count(servers.license_db, "codes") or size
         dev_bytes, lic_bytes = _size(servers.device_db), _size(servers.license_db)
         notes = (
             f"{devices_total:,} devices, {codes_total:,} codes; "
