@@ -16,8 +16,10 @@ from device_service.api_accounts import AccountsApi
 from device_service.api_activation import ActivationApi, activate_hooks
 from device_service.api_deliveries import DeliveriesApi, send_hooks
 from device_service.api_devices import DevicesApi
+from device_service.api_reserve import ReserveApi
 from device_service.handshake import Handshakes
 from device_service.license_client import LicensePeer
+from device_service.reserve import Reserves, reserve_hooks
 from device_service.store import DeviceStore
 
 if TYPE_CHECKING:
@@ -25,7 +27,12 @@ if TYPE_CHECKING:
 
 
 class DeviceApi(
-    AccountsApi, DevicesApi, ActivationApi, DeliveriesApi, pb_grpc.DeviceServiceServicer
+    AccountsApi,
+    DevicesApi,
+    ActivationApi,
+    DeliveriesApi,
+    ReserveApi,
+    pb_grpc.DeviceServiceServicer,
 ):
     """The gRPC face of the device service."""
 
@@ -39,3 +46,5 @@ class DeviceApi(
         self.handshakes = Handshakes(store, license, clock)
         self.handshakes.register("ACTIVATE", activate_hooks(store))
         self.handshakes.register("SEND", send_hooks(store))
+        self.handshakes.register("RESERVE", reserve_hooks(store))
+        self.reserves = Reserves(store, license, clock, self.handshakes)

@@ -12,13 +12,17 @@ from keyslot.runtime.timeconv import to_epoch_us, to_timestamp
 from device_service import convert, rules
 from device_service import store as st
 from device_service.api_base import ApiBase
+from device_service.api_reserve import reserve_message
 from device_service.errors import DeviceError
+from device_service.reserve import Reserves
 
 UPDATABLE = ("app_version", "region", "display_name")
 
 
 class DevicesApi(ApiBase):
     """CreateConnectionCode .. CheckIn."""
+
+    reserves: Reserves
 
     def CreateConnectionCode(  # type: ignore[no-untyped-def]
         self, request: pb.CreateConnectionCodeRequest, context
@@ -183,12 +187,21 @@ class DevicesApi(ApiBase):
         changes: dict[str, object] = {"last_check_in_us": self.now_us()}
         if request.app_version:
             changes["app_version"] = rules.app_version(request.app_version)
+        # A due reserve takes over first, so the answer already shows it (D9).
+        if self.reserves.take_over_if_due(device):
+            device = self.own_device()
+        reserve = self.store.shown_reserve(device["device_id"])
         pending = self.store.query(
             "SELECT * FROM deliveries WHERE device_id = ? AND state = 'PENDING' ORDER BY create_us",
             (device["device_id"],),
         )
         # The hot path: at most one round-trip to the license service.
-        wanted = [c for c in [device["current_code"], *(d["code"] for d in pending)] if c]
+        wanted = [
+            c
+            for c in [device["current_code"], reserve and reserve["code"]]
+            + [d["code"] for d in pending]
+            if c
+        ]
         codes = {c.code: c for c in self.license.batch_get_codes(list(dict.fromkeys(wanted)))}
         with self.store.write() as db:
             db["devices"].update(device["device_id"], changes)
@@ -198,5 +211,6 @@ class DevicesApi(ApiBase):
             device=convert.device(row),
             code=codes.get(device["current_code"]) if device["current_code"] else None,
             pending_deliveries=[convert.delivery(d) for d in pending],
+            reserve=reserve_message(reserve, codes.get(reserve["code"]) if reserve else None),
             server_time=to_timestamp(self.now()),
         )

@@ -118,7 +118,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Running:
     )
     # Recovery at start-up runs in the sweeper's first pass, so an unreachable
     # license service does not delay serving (H4).
-    sweeper = Sweeper(api.handshakes, settings.sweep_interval)
+    sweeper = Sweeper(api.handshakes, settings.sweep_interval, [api.reserves.take_over_due])
     sweeper.start()
     running.on_stop.extend([sweeper.stop, license_peer.close, store.close])
     return running

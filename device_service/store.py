@@ -204,7 +204,33 @@ class DeviceStore(Database):
             not_null={"account_id", "email", "create_us"},
             if_not_exists=True,
         )
+        # Reserve codes (D8-D10): one RESERVE handshake each; no slot while waiting.
+        db["reserves"].create(
+            {
+                "reserve_id": str,
+                "device_id": str,
+                "account_id": str,
+                "code": str,
+                "state": str,  # WAITING | ACTIVATED | FAILED | REMOVED
+                "failure_reason": str,
+                "failure_message": str,
+                "handshake_id": str,  # the RESERVE handshake now carrying it
+                "grant_id": str,
+                "max_devices": int,
+                "takeover_us": int,  # when the sweeper looks at it next (NULL: at once)
+                "add_us": int,
+                "state_us": int,
+            },
+            pk="reserve_id",
+            not_null={"device_id", "code", "state", "add_us", "state_us"},
+            defaults={"failure_reason": "", "failure_message": "", "grant_id": ""},
+            if_not_exists=True,
+        )
         ddl = [
+            # At most one live (waiting or failed) reserve per device (D8).
+            "CREATE UNIQUE INDEX IF NOT EXISTS reserves_one_live ON reserves(device_id)"
+            " WHERE state IN ('WAITING', 'FAILED')",
+            "CREATE INDEX IF NOT EXISTS reserves_due ON reserves(state, takeover_us)",
             "CREATE INDEX IF NOT EXISTS slots_code_state ON slots(code, state)",
             "CREATE INDEX IF NOT EXISTS slots_device_state ON slots(device_id, state)",
             "CREATE INDEX IF NOT EXISTS slots_handshake ON slots(handshake_id)",
@@ -300,6 +326,26 @@ class DeviceStore(Database):
     def subscription(self, account_id: str, code: str) -> Row | None:
         return self.one(
             "SELECT * FROM subscriptions WHERE account_id = ? AND code = ?", (account_id, code)
+        )
+
+    def reserve(self, reserve_id: str) -> Row | None:
+        return self.one("SELECT * FROM reserves WHERE reserve_id = ?", (reserve_id,))
+
+    def live_reserve(self, device_id: str) -> Row | None:
+        """The device's WAITING or FAILED reserve, if any (D8: at most one)."""
+        return self.one(
+            "SELECT * FROM reserves WHERE device_id = ? AND state IN ('WAITING', 'FAILED')",
+            (device_id,),
+        )
+
+    def shown_reserve(self, device_id: str) -> Row | None:
+        """The reserve the license details show: the live one, else the one now current."""
+        return self.one(
+            "SELECT r.* FROM reserves r JOIN devices d USING (device_id)"
+            " WHERE r.device_id = ? AND (r.state IN ('WAITING', 'FAILED')"
+            " OR (r.state = 'ACTIVATED' AND r.code = d.current_code))"
+            " ORDER BY r.state = 'ACTIVATED', r.add_us DESC LIMIT 1",
+            (device_id,),
         )
 
     def used_slots(self, code: str) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Sequence
 
 from device_service.handshake import Handshakes
 
@@ -13,8 +14,12 @@ log = logging.getLogger("keyslot.device.sweeper")
 class Sweeper:
     """Runs a recovery pass at once (start-up), then expiry + recovery every interval."""
 
-    def __init__(self, handshakes: Handshakes, interval: float) -> None:
+    def __init__(
+        self, handshakes: Handshakes, interval: float, tasks: Sequence[Callable[[], int]] = ()
+    ) -> None:
         self.handshakes = handshakes
+        # Further periodic work, e.g. due reserve take-overs (D9).
+        self.tasks = tuple(tasks)
         self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="device-sweeper", daemon=True)
@@ -32,6 +37,11 @@ class Sweeper:
         settled = self.handshakes.recover()
         if expired or settled:
             log.info("sweep: %d deliveries expired, %d handshakes settled", expired, settled)
+        for task in self.tasks:
+            try:
+                task()
+            except Exception:
+                log.exception("sweep task failed")
 
     def _run(self) -> None:
         while True:

@@ -1,0 +1,437 @@
+"""Reserve (backup) codes: the rules and the take-over (D8-D10).
+
+A reserve is step 1 of a RESERVE handshake (a PREPARED grant) kept on the
+device; it holds no slot while it waits. The take-over is step 2:
+
+    claim a slot of the reserve code + PREPARED -> COMMITTING   (one transaction)
+    CommitGrant with the device's app version (H3)
+    reserve slot ACTIVE, old slot RELEASED, current code = reserve,
+    reserve ACTIVATED                                          (one transaction)
+
+The handshake row makes the take-over crash-safe: a COMMITTING row is
+re-committed by recovery (H4), so the device ends with exactly one of the
+old code and the reserve, and the claimed slot is never leaked (an aborted
+handshake releases it).
+
+States of a reserve row: WAITING -> ACTIVATED, WAITING -> FAILED (with the
+reason) -> WAITING/ACTIVATED on retry; REMOVED when the user removes it.
+Only WAITING and FAILED are "live": a device has at most one.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from keyslot.license.v1 import license_service_pb2 as lpb
+from keyslot.runtime.clock import Clock
+from keyslot.runtime.timeconv import from_timestamp, to_epoch_us
+
+from device_service import handshake as hs
+from device_service import store as st
+from device_service.errors import DeviceError
+from device_service.license_client import LicensePeer
+
+log = logging.getLogger("keyslot.device.reserve")
+
+Row = dict[str, Any]
+
+WAITING, ACTIVATED, FAILED, REMOVED = "WAITING", "ACTIVATED", "FAILED", "REMOVED"
+LIVE = (WAITING, FAILED)
+
+# The RESERVE grant is held until the take-over moment plus this margin, so
+# a service that was down at the moment still finds the grant valid.
+GRANT_MARGIN = timedelta(days=7)
+# How often an unlimited (never-due) current code is looked at again.
+RECHECK = timedelta(days=1)
+
+# Handshake outcomes that tell the RESERVE hooks what an abort means.
+OUTCOME_REMOVED = "REMOVED"  # the user removed the reserve
+OUTCOME_RENEW = "RENEW"  # a stale grant is replaced by a fresh prepare
+
+
+# --- pure rules ---------------------------------------------------------------------------
+
+
+def grant_deadline(takeover_at: datetime | None, now: datetime) -> datetime:
+    """Until when the license side holds the RESERVE grant: take-over moment + margin.
+
+    An unlimited current code has no moment (the license refuses the reserve
+    as EXPIRES_EARLIER anyway); a moment already past counts from now.
+    """
+    start = now if takeover_at is None or takeover_at < now else takeover_at
+    return start + GRANT_MARGIN
+
+
+def takeover_due(code: lpb.Code | None, now: datetime) -> bool:
+    """Whether the current code has left its term (D9): at expiry, not at the end of grace.
+
+    No current code (removed) is due too: the reserve takes over.
+    """
+    if code is None:
+        return True
+    if code.phase in (lpb.PHASE_GRACE, lpb.PHASE_EXPIRED):
+        return True
+    expire = expire_of(code)
+    return expire is not None and expire <= now
+
+
+def expire_of(code: lpb.Code) -> datetime | None:
+    """The code's expire_time, or None when unset (unlimited or never activated)."""
+    return from_timestamp(code.expire_time) if code.HasField("expire_time") else None
+
+
+def next_check(code: lpb.Code | None, now: datetime) -> datetime:
+    """When the sweeper should look at a waiting reserve again (the take-over moment)."""
+    expire = expire_of(code) if code is not None else None
+    return expire if expire is not None and expire > now else now + RECHECK
+
+
+def current_blocked(code: lpb.Code | None) -> bool:
+    """D10: activate-now is allowed only while the current code is BLOCKED."""
+    return code is not None and code.status == lpb.CODE_STATUS_BLOCKED
+
+
+# --- handshake hooks ------------------------------------------------------------------------
+
+
+def reserve_hooks(store: st.DeviceStore) -> hs.Hooks:
+    """The RESERVE purpose: the reserve row follows its handshake; no slot at prepare."""
+
+    def on_prepared(db, row: Row, grant: lpb.Grant, now: int) -> None:  # type: ignore[no-untyped-def]
+        reserve = store.reserve(row["owner_id"])
+        values = {
+            "handshake_id": row["handshake_id"],
+            "grant_id": grant.grant_id,
+            "max_devices": grant.code_details.terms.max_devices,
+        }
+        if reserve is not None:  # a fresh grant for an existing reserve (retry)
+            db["reserves"].update(row["owner_id"], values)
+            return
+        # Authoritative D8 RESERVE_ALREADY_SET, under the same write lock as the insert.
+        if store.live_reserve(row["device_id"]) is not None:
+            raise DeviceError.refused(
+                "RESERVE_ALREADY_SET", "the device already has a reserve code"
+            )
+        db["reserves"].insert(
+            {
+                "reserve_id": row["owner_id"],
+                "device_id": row["device_id"],
+                "account_id": row["account_id"],
+                "code": row["code"],
+                "state": WAITING,
+                "failure_reason": "",
+                "failure_message": "",
+                "takeover_us": None,
+                "add_us": now,
+                "state_us": now,
+                **values,
+            }
+        )
+
+    def on_committed(db, row: Row, grant: lpb.Grant, now: int) -> None:  # type: ignore[no-untyped-def]
+        db["reserves"].update(
+            row["owner_id"],
+            {"state": ACTIVATED, "failure_reason": "", "failure_message": "", "state_us": now},
+        )
+
+    def on_aborted(db, row: Row, now: int) -> None:  # type: ignore[no-untyped-def]
+        reserve = store.reserve(row["owner_id"])
+        if reserve is None or reserve["state"] not in LIVE:
+            return  # refused before the reserve existed, or already history
+        if row["outcome"] == OUTCOME_RENEW:
+            return
+        if row["outcome"] == OUTCOME_REMOVED:
+            db["reserves"].update(row["owner_id"], {"state": REMOVED, "state_us": now})
+            return
+        db["reserves"].update(
+            row["owner_id"],
+            {
+                "state": FAILED,
+                "handshake_id": row["handshake_id"],
+                "failure_reason": row["failure_reason"] or "INTERNAL",
+                "failure_message": row["failure_message"] or "",
+                "state_us": now,
+            },
+        )
+
+    # PREPARED is the waiting reserve: recovery leaves it alone; no delivery deadline.
+    return hs.Hooks(on_prepared, on_committed, on_aborted, prepared_is_stable=True)
+
+
+# --- orchestration --------------------------------------------------------------------------
+
+
+class Reserves:
+    """Adds reserves and runs take-overs through the purpose-generic Handshakes."""
+
+    def __init__(
+        self,
+        store: st.DeviceStore,
+        license: LicensePeer,
+        clock: Clock,
+        handshakes: hs.Handshakes,
+    ) -> None:
+        self.store = store
+        self.license = license
+        self.clock = clock
+        self.handshakes = handshakes
+
+    def now_us(self) -> int:
+        return int(to_epoch_us(self.clock.now()) or 0)
+
+    @staticmethod
+    def lock_of(device_id: str) -> str:
+        """The in-process lock id serialising reserve work on one device."""
+        return f"reserve:{device_id}"
+
+    # --- step 1 ------------------------------------------------------------------------
+
+    def add(self, device: Row, code: str, caller_channel: str, caller_role: str) -> Row:
+        """Prepares a RESERVE grant and stores the reserve WAITING (D8); raises refusals."""
+        with self.handshakes.owned(self.lock_of(device["device_id"])):
+            if not device["current_code"]:
+                raise DeviceError.refused(
+                    "NO_CURRENT_LICENSE", "the device has no license to back up"
+                )
+            if self.store.live_reserve(device["device_id"]) is not None:
+                raise DeviceError.refused(
+                    "RESERVE_ALREADY_SET", "the device already has a reserve code"
+                )
+            now = self.clock.now()
+            current = self._current_code(device)
+            moment = expire_of(current) if current is not None else None
+            reserve_id = st.new_id("rsv")
+            hid = self._begin(
+                device,
+                code,
+                reserve_id,
+                caller_channel,
+                caller_role,
+                grant_deadline(moment, now),
+            )
+            with self.handshakes.owned(hid):
+                self.handshakes.prepare(hid)
+            with self.store.write() as db:
+                # The take-over moment the sweeper waits for (NULL: look at once).
+                db["reserves"].update(
+                    reserve_id, {"takeover_us": to_epoch_us(next_check(current, now))}
+                )
+        reserve = self.store.reserve(reserve_id)
+        assert reserve is not None
+        return reserve
+
+    def _begin(  # type: ignore[no-untyped-def]
+        self, device, code, reserve_id, channel, role, grant_expire: datetime
+    ) -> str:
+        hid = st.new_id("hs")
+        with self.store.write() as db:
+            self.handshakes.begin(
+                db,
+                purpose="RESERVE",
+                code=code,
+                device=device,
+                caller_channel=channel,
+                caller_role=role,
+                grant_expire_us=int(to_epoch_us(grant_expire) or 0),
+                # No delivery window: the grant's own deadline bounds a waiting reserve.
+                deadline_us=None,
+                owner_id=reserve_id,
+                handshake_id=hid,
+            )
+        return hid
+
+    def _current_code(self, device: Row) -> lpb.Code | None:
+        if not device["current_code"]:
+            return None
+        codes = self.license.batch_get_codes([device["current_code"]])
+        return codes[0] if codes else None
+
+    # --- step 2 ------------------------------------------------------------------------
+
+    def remove(self, device_id: str) -> None:
+        """Removes the live reserve and aborts its grant; NO_RESERVE if none."""
+        with self.handshakes.owned(self.lock_of(device_id)):
+            reserve = self._live_or_refuse(device_id)
+            hid = reserve["handshake_id"]
+            with self.handshakes.owned(hid):
+                row = self.handshakes._row(hid)
+                if row["step"] in (hs.PREPARING, hs.COMMITTING, hs.ABORTING):
+                    self.handshakes.settle(hid)
+                    row = self.handshakes._row(hid)
+                if row["step"] == hs.PREPARED:
+                    self.handshakes.request_abort(hid, OUTCOME_REMOVED, "", "removed")
+                    self.handshakes._settle_quietly(hid)
+            with self.store.write() as db:
+                fresh = self.store.reserve(reserve["reserve_id"])
+                if fresh is not None and fresh["state"] in LIVE:
+                    db["reserves"].update(
+                        reserve["reserve_id"], {"state": REMOVED, "state_us": self.now_us()}
+                    )
+
+    def take_over(self, device_id: str, *, allow_failed: bool, wait: float = 10.0) -> Row | None:
+        """Runs step 2 for the device's live reserve now; returns the reserve after it.
+
+        ``allow_failed``: a FAILED reserve is retried (the app's try-again,
+        activate-now, key removal); the automatic take-over only runs a WAITING one.
+        """
+        with self.handshakes.owned(self.lock_of(device_id), wait=wait):
+            reserve = self.store.live_reserve(device_id)
+            if reserve is None:
+                return None
+            if reserve["state"] == FAILED and not allow_failed:
+                return reserve
+            self._take_over(reserve)
+            return self.store.reserve(reserve["reserve_id"])
+
+    def _take_over(self, reserve: Row) -> None:
+        device = self.store.device(reserve["device_id"])
+        assert device is not None
+        hid = reserve["handshake_id"]
+        with self.handshakes.owned(hid):
+            row = self.handshakes._row(hid)
+            if row["step"] in (hs.PREPARING, hs.COMMITTING, hs.ABORTING):
+                # An earlier take-over was interrupted: finish it first (H4).
+                self.handshakes.settle(hid)
+                row = self.handshakes._row(hid)
+                if row["step"] == hs.COMMITTED:
+                    return
+            if row["step"] == hs.PREPARED and row["grant_expire_us"] <= self.now_us():
+                # The grant passed its deadline: replace it rather than fail on it.
+                self.handshakes.request_abort(hid, OUTCOME_RENEW, "", "grant expired")
+                self.handshakes._settle_quietly(hid)
+                row = self.handshakes._row(hid)
+        if row["step"] == hs.ABORTED:
+            hid = self._prepare_again(reserve, device)
+            if hid is None:
+                return
+        with self.handshakes.owned(hid):
+            fresh = self.store.reserve(reserve["reserve_id"])
+            assert fresh is not None
+            try:
+                self._claim_and_mark_committing(fresh, hid)
+            except DeviceError as err:
+                self._fail(reserve["reserve_id"], err)
+                return
+            try:
+                self.handshakes.commit(hid, app_version=device["app_version"])
+            except DeviceError as err:
+                if err.transient:
+                    raise
+                # The handshake ended ABORTED (or ABORTING, finished by recovery)
+                # and its hook marked the reserve FAILED with the license's reason.
+                log.info("take-over of %s refused: %s", reserve["reserve_id"], err.reason)
+
+    def _prepare_again(self, reserve: Row, device: Row) -> str | None:
+        """A fresh RESERVE grant for a reserve whose grant ended; None when refused."""
+        now = self.clock.now()
+        hid = self._begin(
+            device,
+            reserve["code"],
+            reserve["reserve_id"],
+            "DEVICE",
+            "",
+            grant_deadline(None, now),
+        )
+        with self.store.write() as db:
+            db["reserves"].update(reserve["reserve_id"], {"handshake_id": hid})
+        with self.handshakes.owned(hid):
+            try:
+                self.handshakes.prepare(hid)
+            except DeviceError as err:
+                if err.transient:
+                    raise
+                return None  # the hook marked the reserve FAILED with the reason
+        return hid
+
+    def _claim_and_mark_committing(self, reserve: Row, hid: str) -> None:
+        """Claims the reserve code's slot and moves the handshake to COMMITTING, atomically.
+
+        A crash after this transaction leaves a COMMITTING row that recovery
+        re-commits; before it, nothing was written. NO_FREE_SLOTS leaves the
+        grant PREPARED so a retry can use it.
+        """
+        now = self.now_us()
+        with self.store.write():
+            self.store.claim_slot(
+                reserve["code"],
+                reserve["device_id"],
+                reserve["max_devices"],
+                now,
+                handshake_id=hid,
+            )
+            if not self.handshakes.request_commit(hid):
+                raise DeviceError.refused("RESERVE_NOT_FAILED", "the reserve is being changed")
+
+    def _fail(self, reserve_id: str, err: DeviceError) -> None:
+        now = self.now_us()
+        with self.store.write() as db:
+            db["reserves"].update(
+                reserve_id,
+                {
+                    "state": FAILED,
+                    "failure_reason": err.reason,
+                    "failure_message": err.message,
+                    "state_us": now,
+                },
+            )
+
+    def _live_or_refuse(self, device_id: str) -> Row:
+        reserve = self.store.live_reserve(device_id)
+        if reserve is None:
+            raise DeviceError.refused("NO_RESERVE", "the device has no reserve code")
+        return reserve
+
+    # --- driven by the sweeper and by CheckIn --------------------------------------------
+
+    def take_over_if_due(self, device: Row) -> bool:
+        """CheckIn's step: takes over first when the device's reserve is due; True if it ran."""
+        reserve = self.store.live_reserve(device["device_id"])
+        if reserve is None or reserve["state"] != WAITING:
+            return False
+        if reserve["takeover_us"] is not None and reserve["takeover_us"] > self.now_us():
+            return False
+        return self._run_if_due(reserve, self._current_code(device), wait=10.0)
+
+    def take_over_due(self) -> int:
+        """One sweeper pass: every waiting reserve whose moment has come; how many ran.
+
+        One BatchGetCodes for all candidates' current codes; a moment that
+        moved (renewal, resume) is stored again instead.
+        """
+        rows = self.store.query(
+            "SELECT r.*, d.current_code FROM reserves r JOIN devices d USING (device_id)"
+            " WHERE r.state = 'WAITING' AND d.disconnect_us IS NULL"
+            " AND (r.takeover_us IS NULL OR r.takeover_us <= ?) ORDER BY r.takeover_us",
+            (self.now_us(),),
+        )
+        if not rows:
+            return 0
+        wanted = sorted({r["current_code"] for r in rows if r["current_code"]})
+        codes = {c.code: c for c in self.license.batch_get_codes(wanted)}
+        ran = 0
+        for reserve in rows:
+            try:
+                if self._run_if_due(reserve, codes.get(reserve["current_code"]), wait=0):
+                    ran += 1
+            except DeviceError as err:
+                log.info("take-over of %s deferred: %s", reserve["reserve_id"], err.reason)
+            except Exception:
+                log.exception("take-over of %s failed", reserve["reserve_id"])
+        return ran
+
+    def _run_if_due(self, reserve: Row, current: lpb.Code | None, wait: float) -> bool:
+        now = self.clock.now()
+        device = self.store.device(reserve["device_id"])
+        if device is None or device["disconnect_us"] is not None:
+            return False
+        if device["current_code"] and not takeover_due(current, now):
+            with self.store.write() as db:
+                db["reserves"].update(
+                    reserve["reserve_id"],
+                    {"takeover_us": to_epoch_us(next_check(current, now))},
+                )
+            return False
+        self.take_over(reserve["device_id"], allow_failed=False, wait=wait)
+        return True
