@@ -57,8 +57,8 @@ class ReserveApi(ApiBase):
         channel, role = rules.caller_context(self.principal())
         device = self._connected_device(request.device_id)
         code = rules.normalize_code(request.code)
-        rules.request_id(request.request_id, required=False)
-        row = self.reserves.add(device, code, channel, role)
+        request_id = rules.request_id(request.request_id, required=False)
+        row = self.reserves.add(device, code, channel, role, request_id)
         return pb.AddReserveCodeResponse(reserve=self._reserve_answer(device["device_id"], row))
 
     def RemoveReserveCode(  # type: ignore[no-untyped-def]

@@ -20,10 +20,12 @@ Only WAITING and FAILED are "live": a device has at most one.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+import grpc
 from keyslot.license.v1 import license_service_pb2 as lpb
 from keyslot.runtime.clock import Clock
 from keyslot.runtime.timeconv import from_timestamp, to_epoch_us
@@ -188,36 +190,98 @@ class Reserves:
 
     # --- step 1 ------------------------------------------------------------------------
 
-    def add(self, device: Row, code: str, caller_channel: str, caller_role: str) -> Row:
-        """Prepares a RESERVE grant and stores the reserve WAITING (D8); raises refusals."""
+    def add(
+        self, device: Row, code: str, caller_channel: str, caller_role: str, request_id: str = ""
+    ) -> Row:
+        """Prepares a RESERVE grant and stores the reserve WAITING (D8); raises refusals.
+
+        With a request id the first answer is replayed (H1): the same reserve,
+        or the same refusal; the id with another code is REQUEST_ID_REUSED.
+        """
+        scope = f"reserve:{device['device_id']}"
         with self.handshakes.owned(self.lock_of(device["device_id"])):
-            if not device["current_code"]:
-                raise DeviceError.refused(
-                    "NO_CURRENT_LICENSE", "the device has no license to back up"
-                )
-            if self.store.live_reserve(device["device_id"]) is not None:
-                raise DeviceError.refused(
-                    "RESERVE_ALREADY_SET", "the device already has a reserve code"
-                )
-            now = self.clock.now()
-            current = self._current_code(device)
-            moment = expire_of(current) if current is not None else None
-            reserve_id = st.new_id("rsv")
-            hid = self._begin(
-                device,
-                code,
-                reserve_id,
-                caller_channel,
-                caller_role,
-                grant_deadline(moment, now),
+            if request_id:
+                replay = self._replay_add(scope, request_id, code)
+                if replay is not None:
+                    return replay
+            try:
+                return self._add(device, code, caller_channel, caller_role, scope, request_id)
+            except DeviceError as err:
+                if request_id and not err.transient:
+                    self.store.put_outcome(
+                        scope,
+                        request_id,
+                        0,
+                        target=device["device_id"],
+                        fingerprint=code,
+                        reason=err.reason,
+                        message=err.message,
+                        metadata_json=json.dumps({"status": err.code.name, **err.metadata}),
+                        create_us=self.now_us(),
+                    )
+                raise
+
+    def _replay_add(self, scope: str, request_id: str, code: str) -> Row | None:
+        rec = self.store.outcomes(scope, request_id).get(0)
+        if rec is None:
+            return None
+        if rec["fingerprint"] != code:
+            raise DeviceError(
+                "REQUEST_ID_REUSED",
+                "the request id was used with another code",
+                grpc.StatusCode.ALREADY_EXISTS,
+                metadata={"requestId": request_id},
             )
-            with self.handshakes.owned(hid):
-                self.handshakes.prepare(hid)
-            with self.store.write() as db:
-                # The take-over moment the sweeper waits for (NULL: look at once).
-                db["reserves"].update(
-                    reserve_id, {"takeover_us": to_epoch_us(next_check(current, now))}
-                )
+        if rec["reason"]:
+            meta = json.loads(rec["metadata_json"] or "{}")
+            status = grpc.StatusCode[meta.pop("status", "FAILED_PRECONDITION")]
+            raise DeviceError(rec["reason"], rec["message"] or rec["reason"], status, metadata=meta)
+        hid = rec["handshake_id"]
+        with self.handshakes.owned(hid):
+            self.handshakes.settle(hid)  # an interrupted first attempt ends first
+        row = self.store.handshake(hid)
+        assert row is not None
+        return self.store.reserve(row["owner_id"])  # None: interrupted, try afresh
+
+    def _add(  # type: ignore[no-untyped-def]
+        self, device, code, caller_channel, caller_role, scope, request_id
+    ) -> Row:
+        if not device["current_code"]:
+            raise DeviceError.refused("NO_CURRENT_LICENSE", "the device has no license to back up")
+        if self.store.live_reserve(device["device_id"]) is not None:
+            raise DeviceError.refused(
+                "RESERVE_ALREADY_SET", "the device already has a reserve code"
+            )
+        now = self.clock.now()
+        current = self._current_code(device)
+        moment = expire_of(current) if current is not None else None
+        reserve_id = st.new_id("rsv")
+        hid = self._begin(
+            device,
+            code,
+            reserve_id,
+            caller_channel,
+            caller_role,
+            grant_deadline(moment, now),
+        )
+        if request_id:
+            self.store.put_outcome(
+                scope,
+                request_id,
+                0,
+                target=device["device_id"],
+                fingerprint=code,
+                handshake_id=hid,
+                reason="",
+                create_us=self.now_us(),
+            )
+        with self.handshakes.owned(hid):
+            self.handshakes.prepare(hid)
+        with self.store.write() as db:
+            # The take-over moment the sweeper waits for (NULL: look at once).
+            db["reserves"].update(
+                reserve_id, {"takeover_us": to_epoch_us(next_check(current, now))}
+            )
         reserve = self.store.reserve(reserve_id)
         assert reserve is not None
         return reserve

@@ -443,3 +443,26 @@ def test_remove_reserve_code_aborts_its_grant(services: Services) -> None:
     # A new reserve may be stored after removal.
     again = _add(services, credential, device.device_id, issue(services, days=365)[0])
     assert again.state == dpb.RESERVE_STATE_WAITING
+
+
+def test_h1_add_reserve_code_replays_its_first_answer(services: Services) -> None:
+    _, device, credential, _ = _device(services)
+    code, other = issue(services, days=365, count=2)
+    call = services.device_as(credential).AddReserveCode
+
+    def request(c: str, rid: str) -> dpb.AddReserveCodeRequest:
+        return dpb.AddReserveCodeRequest(device_id=device.device_id, code=c, request_id=rid)
+
+    first = call(request(code, "r1")).reserve
+    again = call(request(code, "r1")).reserve  # a retry after a lost answer
+    assert again.grant_id == first.grant_id and again.state == dpb.RESERVE_STATE_WAITING
+    assert refused(call, request(other, "r1")) == (
+        grpc.StatusCode.ALREADY_EXISTS,
+        "REQUEST_ID_REUSED",
+    )
+    # A refusal is replayed identically too (on a device without a reserve).
+    _, device, credential, _ = _device(services)
+    call = services.device_as(credential).AddReserveCode
+    unknown = "AAAAA-11111-BBBBB-33333"
+    assert refused(call, request(unknown, "r2")) == (grpc.StatusCode.NOT_FOUND, "CODE_NOT_FOUND")
+    assert refused(call, request(unknown, "r2")) == (grpc.StatusCode.NOT_FOUND, "CODE_NOT_FOUND")
