@@ -187,28 +187,33 @@ class DevicesApi(ApiBase):
         changes: dict[str, object] = {"last_check_in_us": self.now_us()}
         if request.app_version:
             changes["app_version"] = rules.app_version(request.app_version)
-        # A due reserve takes over first, so the answer already shows it (D9).
-        if self.reserves.take_over_if_due(device):
-            device = self.own_device()
-        reserve = self.store.shown_reserve(device["device_id"])
-        pending = self.store.query(
-            "SELECT * FROM deliveries WHERE device_id = ? AND state = 'PENDING' ORDER BY create_us",
-            (device["device_id"],),
-        )
-        # The hot path: at most one round-trip to the license service.
-        wanted = [
-            c
-            for c in [device["current_code"], reserve and reserve["code"]]
-            + [d["code"] for d in pending]
-            if c
-        ]
-        codes = {c.code: c for c in self.license.batch_get_codes(list(dict.fromkeys(wanted)))}
+        # Written first: a take-over below re-checks the version the app runs now (H3).
         with self.store.write() as db:
             db["devices"].update(device["device_id"], changes)
-        row = self.store.device(device["device_id"])
-        assert row is not None
+        device = self.own_device()
+        for attempt in range(2):
+            reserve = self.store.shown_reserve(device["device_id"])
+            pending = self.store.query(
+                "SELECT * FROM deliveries WHERE device_id = ? AND state = 'PENDING'"
+                " ORDER BY create_us",
+                (device["device_id"],),
+            )
+            # The hot path: one round-trip to the license service (two after a take-over).
+            wanted = [
+                c
+                for c in [device["current_code"], reserve and reserve["code"]]
+                + [d["code"] for d in pending]
+                if c
+            ]
+            codes = {c.code: c for c in self.license.batch_get_codes(list(dict.fromkeys(wanted)))}
+            current = codes.get(device["current_code"])
+            if attempt or not self.reserves.due(device, reserve, current):
+                break
+            # A due reserve takes over first, so the answer already shows it (D9).
+            self.reserves.take_over(device["device_id"], allow_failed=False)
+            device = self.own_device()
         return pb.CheckInResponse(
-            device=convert.device(row),
+            device=convert.device(device),
             code=codes.get(device["current_code"]) if device["current_code"] else None,
             pending_deliveries=[convert.delivery(d) for d in pending],
             reserve=reserve_message(reserve, codes.get(reserve["code"]) if reserve else None),

@@ -449,14 +449,14 @@ class Reserves:
 
     # --- driven by the sweeper and by CheckIn --------------------------------------------
 
-    def take_over_if_due(self, device: Row) -> bool:
-        """CheckIn's step: takes over first when the device's reserve is due; True if it ran."""
-        reserve = self.store.live_reserve(device["device_id"])
-        if reserve is None or reserve["state"] != WAITING:
-            return False
-        if reserve["takeover_us"] is not None and reserve["takeover_us"] > self.now_us():
-            return False
-        return self._run_if_due(reserve, self._current_code(device), wait=10.0)
+    def due(self, device: Row, reserve: Row | None, current: lpb.Code | None) -> bool:
+        """CheckIn's question: does the device's waiting reserve take over now (D9)?"""
+        return (
+            reserve is not None
+            and reserve["state"] == WAITING
+            and bool(device["current_code"])
+            and takeover_due(current, self.clock.now())
+        )
 
     def take_over_due(self) -> int:
         """One sweeper pass: every waiting reserve whose moment has come; how many ran.
@@ -473,7 +473,11 @@ class Reserves:
         if not rows:
             return 0
         wanted = sorted({r["current_code"] for r in rows if r["current_code"]})
-        codes = {c.code: c for c in self.license.batch_get_codes(wanted)}
+        try:
+            codes = {c.code: c for c in self.license.batch_get_codes(wanted)}
+        except DeviceError as err:
+            log.info("take-overs deferred: %s", err.reason)
+            return 0
         ran = 0
         for reserve in rows:
             try:
