@@ -7,6 +7,7 @@ take-over (CommitGrant), the device service keeps the reserve and the slots.
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 
@@ -466,3 +467,36 @@ def test_h1_add_reserve_code_replays_its_first_answer(services: Services) -> Non
     unknown = "AAAAA-11111-BBBBB-33333"
     assert refused(call, request(unknown, "r2")) == (grpc.StatusCode.NOT_FOUND, "CODE_NOT_FOUND")
     assert refused(call, request(unknown, "r2")) == (grpc.StatusCode.NOT_FOUND, "CODE_NOT_FOUND")
+
+
+def test_d9_take_over_runs_exactly_once_under_concurrent_check_ins(services: Services) -> None:
+    _, device, credential, current = _device(services, days=30, max_devices=1)
+    code = issue(services, days=365, max_devices=1)[0]
+    reserve = _add(services, credential, device.device_id, code)
+    services.clock.advance(timedelta(days=30, seconds=1))
+    answers: list[dpb.CheckInResponse] = []
+    threads = [
+        threading.Thread(target=lambda: answers.append(_check_in(services, credential)))
+        for _ in range(6)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(answers) == 6
+    assert {a.device.current_code for a in answers} == {code}
+    assert {a.reserve.state for a in answers} == {dpb.RESERVE_STATE_ACTIVATED}
+    assert _grant_state(services, reserve.grant_id) == lpb.GRANT_STATE_COMMITTED
+    assert _seat_free(services, current) and not _seat_free(services, code)
+
+
+def test_disconnect_aborts_a_waiting_reserve(services: Services) -> None:
+    account, device, credential, _ = _device(services)
+    reserve = _add(services, credential, device.device_id, issue(services, days=365)[0])
+    services.device_as(account.credential).DisconnectDevice(
+        dpb.DisconnectDeviceRequest(device_id=device.device_id)
+    )
+    assert _grant_state(services, reserve.grant_id) == lpb.GRANT_STATE_ABORTED
+    shown = _details(services, account.credential, device.device_id).reserve
+    assert shown.state == dpb.RESERVE_STATE_FAILED
+    assert shown.failure_reason == "DEVICE_NOT_CONNECTED"
