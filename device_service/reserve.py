@@ -359,13 +359,20 @@ class Reserves:
                 # An earlier take-over was interrupted: finish it first (H4).
                 self.handshakes.settle(hid)
                 row = self.handshakes._row(hid)
-                if row["step"] == hs.COMMITTED:
-                    return
+                if row["step"] in (hs.COMMITTED, hs.ABORTED):
+                    return  # its outcome stands (ACTIVATED, or FAILED for a retry)
             if row["step"] == hs.PREPARED and row["grant_expire_us"] <= self.now_us():
                 # The grant passed its deadline: replace it rather than fail on it.
                 self.handshakes.request_abort(hid, OUTCOME_RENEW, "", "grant expired")
                 self.handshakes._settle_quietly(hid)
                 row = self.handshakes._row(hid)
+        if row["step"] not in (hs.PREPARED, hs.ABORTED):
+            # An abort the license service has not confirmed yet: recovery finishes it.
+            raise DeviceError(
+                "LICENSE_SERVICE_UNAVAILABLE",
+                "the reserve's grant is being settled; retry",
+                grpc.StatusCode.UNAVAILABLE,
+            )
         if row["step"] == hs.ABORTED:
             hid = self._prepare_again(reserve, device)
             if hid is None:
