@@ -100,6 +100,19 @@ def _rowid_pk(conn: sqlite3.Connection, table: str) -> str | None:
     return None
 
 
+def unique_int_columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    """Columns with a single-column UNIQUE index (e.g. a sequence number)."""
+    found = set()
+    for index in conn.execute(f'PRAGMA index_list("{table}")').fetchall():
+        name, unique = index[1], index[2]
+        if not unique:
+            continue
+        cols = conn.execute(f'PRAGMA index_info("{name}")').fetchall()
+        if len(cols) == 1 and cols[0][2] is not None:
+            found.add(cols[0][2])
+    return found
+
+
 def unit_rows(
     conn: sqlite3.Connection, seeds: set[str]
 ) -> list[tuple[str, list[str], list[tuple[object, ...]]]]:
@@ -136,6 +149,13 @@ def clone(
         for row in rows:
             rewrites = {j: Rewrite.of(v) for j, v in enumerate(row) if is_identifier(v, keep)}
             plans.append((row, rewrites))
+        # Unique integers (sequence numbers) continue after the largest one.
+        counters = {}
+        for col in unique_int_columns(conn, table):
+            if col in cols:
+                top = conn.execute(f'SELECT MAX("{col}") FROM "{table}"').fetchone()[0]
+                if isinstance(top, int):
+                    counters[cols.index(col)] = top + 1 - start
         names = ", ".join(f'"{c}"' for c in cols)
         # OR IGNORE: a clone that happens to equal a real value is simply skipped.
         sql = f'INSERT OR IGNORE INTO "{table}" ({names}) VALUES ({", ".join("?" * len(cols))})'
@@ -143,22 +163,27 @@ def clone(
         plans = [(row, rws) for row, rws in plans if rws]
         keys = {rw.key for _, rws in plans for rw in rws.values()}
 
-        def values(plans: list = plans, keys: set = keys) -> Iterator[tuple[object, ...]]:  # type: ignore[type-arg]
+        def values(
+            plans: list = plans,  # type: ignore[type-arg]
+            keys: set = keys,  # type: ignore[type-arg]
+            counters: dict = counters,  # type: ignore[type-arg]
+        ) -> Iterator[tuple[object, ...]]:
             for i in range(start, start + count):
                 enc = {key: encode(i, key) for key in keys}
                 for row, rewrites in plans:
                     out = list(row)
                     for j, rw in rewrites.items():
                         out[j] = rw.head + enc[rw.key] + rw.tail
+                    for j, base in counters.items():
+                        out[j] = base + i
                     yield tuple(out)
 
-        n = 0
+        before = conn.total_changes
         conn.execute("BEGIN")
         for chunk in _chunks(values(), batch):
             conn.executemany(sql, chunk)
-            n += len(chunk)
         conn.execute("COMMIT")
-        inserted[table] = n
+        inserted[table] = conn.total_changes - before  # rows really inserted
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return inserted
 
