@@ -41,6 +41,19 @@ def _count(path: Path, table: str) -> int | None:
         return int(conn.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0])
 
 
+def _largest(path: Path, units: int, top: int = 6) -> str:
+    """The biggest tables and indexes of a database, in bytes per unit (dbstat)."""
+    try:
+        with sqlite3.connect(path) as conn:
+            rows = conn.execute(
+                "SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC LIMIT ?",
+                (top,),
+            ).fetchall()
+    except sqlite3.Error as exc:  # dbstat is an optional SQLite feature
+        return f"(no dbstat: {exc})"
+    return ", ".join(f"{name} {size / units:.0f}" for name, size in rows)
+
+
 def run_scale(bench: Bench) -> None:
     api, servers, plan, report = bench.api, bench.servers, bench.plan, bench.report
     assert api is not None
@@ -120,6 +133,15 @@ def run_scale(bench: Bench) -> None:
             row.notes = f"p50 = {factor:.2f} x at {plan.scale_sizes[0]:,}; " + row.notes
         report.add(row)
         bench.rss_rows(f"at {size:,}", size)
+        if size == plan.scale_sizes[-1]:
+            report.facts.append(
+                f"scale {size:,}: largest parts of the device DB, bytes per device: "
+                + _largest(servers.device_db, devices_total)
+            )
+            report.facts.append(
+                f"scale {size:,}: largest parts of the license DB, bytes per code: "
+                + _largest(servers.license_db, codes_total)
+            )
         report.facts.append(
             f"scale {size:,}: rows cloned per table: "
             + ", ".join(f"{t} {n:,}" for t, n in rows.items())
