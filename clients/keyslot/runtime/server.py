@@ -122,9 +122,10 @@ class Running:
     def stop(self, grace: float) -> None:
         """Health NOT_SERVING first so balancers drain, then a graceful stop."""
         self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+        # Sweepers and stores close only after in-flight calls had their grace.
         for hook in self.on_stop:
             hook()
-        self.server.stop(grace).wait()
 
 
 def create_server(
@@ -179,7 +180,10 @@ def serve_forever(running: Running, grace: float, service: str) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     print(f"{service}: serving on port {running.port}", flush=True)
-    stop.wait()
+    # A process-directed signal may land on a gRPC thread; Python runs the handler
+    # only when the main thread executes bytecode, so wake up regularly.
+    while not stop.wait(0.5):
+        pass
     running.stop(grace)
     log.info("%s: stopped", service)
     return 0
