@@ -36,6 +36,15 @@ class LoadResult:
     notes: list[str] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
     wall: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds per process, whole job
+
+    def cpu_per_op(self) -> str:
+        """CPU milliseconds per operation (warm-up included on both sides) per process."""
+        ops = sum(self.outcomes.values())
+        if not ops or not self.cpu:
+            return ""
+        parts = [f"{name} {secs * 1000 / ops:.2f}" for name, secs in self.cpu.items() if secs]
+        return "CPU ms/op: " + ", ".join(parts)
 
     @property
     def throughput(self) -> float:
@@ -369,6 +378,12 @@ class ClientPool:
     @property
     def size(self) -> int:
         return len(self.procs)
+
+    def cpu(self) -> float:
+        """CPU seconds used so far by all client processes."""
+        from bench.procs import cpu_seconds
+
+        return sum(cpu_seconds(p.pid) for p in self.procs if p.pid)
 
     def run(
         self,

@@ -42,6 +42,16 @@ def peak_rss_mb(pid: int) -> tuple[float, float]:
     return values.get("VmHWM", 0.0), values.get("VmRSS", 0.0)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, from /proc/<pid>/stat."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = text.rpartition(")")[2].split()  # after "pid (comm)"
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Servers:
     """The echo server and both services, in ``workdir``."""
 
@@ -96,6 +106,14 @@ class Servers:
     def stop_all(self) -> None:
         self.stop_services()
         stop(self.echo)
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by each running server."""
+        return {
+            proc.name: cpu_seconds(proc.popen.pid)
+            for proc in (self.echo, self.license, self.device)
+            if proc.running() and proc.popen is not None
+        }
 
     def rss(self) -> dict[str, tuple[float, float]]:
         """Peak and current RSS (MB) of each running service."""

@@ -97,7 +97,15 @@ class Bench:
         assert self.pool is not None
         kw.setdefault("warmup", self.plan.warmup)
         kw.setdefault("duration", self.plan.duration)
-        return self.pool.run(kind, address, threads, **kw)
+        before = {**self.servers.cpu(), "clients": self.pool.cpu()}
+        res = self.pool.run(kind, address, threads, **kw)
+        after = {**self.servers.cpu(), "clients": self.pool.cpu()}
+        res.cpu = {k: after[k] - before[k] for k in after if k in before}
+        if kind == "echo":
+            res.cpu = {k: v for k, v in res.cpu.items() if k in ("echo", "clients")}
+        else:
+            res.cpu.pop("echo", None)
+        return res
 
     @property
     def n_threads(self) -> int:
@@ -118,7 +126,9 @@ class Bench:
         if target is not None:
             target_text = f">= {target:g} x ceiling"
             status = PASS if ratio is not None and ratio >= target else MISS
-        notes = "; ".join(filter(None, [unit, summarize_errors(res.errors), *res.notes]))
+        notes = "; ".join(
+            filter(None, [unit, res.cpu_per_op(), summarize_errors(res.errors), *res.notes])
+        )
         return Row(name, res.throughput, ratio, res.p50, res.p99, target_text, status, notes)
 
     # ------------------------------------------------------------ scenarios
@@ -145,7 +155,7 @@ class Bench:
                 res.p50,
                 res.p99,
                 notes=f"{self.workers} server threads, {self.n_threads} client threads in "
-                f"{self.plan.processes} processes",
+                f"{self.plan.processes} processes; {res.cpu_per_op()}",
             )
         )
 
