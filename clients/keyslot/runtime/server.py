@@ -7,8 +7,10 @@ down gracefully (health NOT_SERVING first, then ``server.stop(grace)``).
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -160,8 +162,18 @@ def create_server(
     return Running(server, port, health_servicer, service_names)
 
 
+def _force_exit(service: str) -> None:
+    log.error("%s: shutdown did not finish in time; thread stacks follow", service)
+    faulthandler.dump_traceback(all_threads=True)
+    os._exit(1)
+
+
 def setup_logging(service: str) -> None:
-    """One line per record on stderr, prefixed with the service."""
+    """One line per record on stderr, prefixed with the service.
+
+    SIGUSR1 dumps every thread's stack to stderr (for a process that seems stuck).
+    """
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
@@ -184,6 +196,12 @@ def serve_forever(running: Running, grace: float, service: str) -> int:
     # only when the main thread executes bytecode, so wake up regularly.
     while not stop.wait(0.5):
         pass
+    # A shutdown that hangs (a stuck hook, a wedged call) must not keep the port:
+    # past grace plus a margin the process exits anyway, loudly.
+    watchdog = threading.Timer(grace + 10.0, _force_exit, args=(service,))
+    watchdog.daemon = True
+    watchdog.start()
     running.stop(grace)
+    watchdog.cancel()
     log.info("%s: stopped", service)
     return 0
