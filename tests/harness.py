@@ -39,6 +39,21 @@ TOKENS = {
 }
 
 
+def wait_for(predicate: Any, what: str, timeout: float = 10.0, every: float = 0.05) -> Any:
+    """Polls until ``predicate()`` is truthy and returns it.
+
+    For background work only (a sweeper's pass, a restart's recovery): time
+    itself is moved with TestClock, never waited for.
+    """
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        got = predicate()
+        if got:
+            return got
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 class TestClock:
     """The clock file both services read "now" from. Only moves forward."""
 

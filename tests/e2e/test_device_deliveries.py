@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import secrets
 import threading
-import time
 from datetime import timedelta
 
 import grpc
@@ -27,7 +26,7 @@ from tests.e2e.device_support import (
     send,
     subscribe,
 )
-from tests.harness import Services
+from tests.harness import Services, wait_for
 
 
 def _setup(services: Services, n_devices: int = 1, **terms):  # type: ignore[no-untyped-def]
@@ -117,15 +116,14 @@ def test_d4_delivery_expires_after_window_and_frees_slot(services: Services) -> 
     account, code, [(device, credential)] = _setup(services, max_devices=1)
     [result] = send(services, account.credential, account, code, device.device_id)
     services.clock.advance(timedelta(hours=24, seconds=1))
-    end = time.monotonic() + 5
-    state = dpb.DELIVERY_STATE_PENDING
-    while time.monotonic() < end and state == dpb.DELIVERY_STATE_PENDING:
-        state = (
-            services.device_as(account.credential)
-            .GetDelivery(dpb.GetDeliveryRequest(delivery_id=result.delivery.delivery_id))
-            .delivery.state
-        )
-        time.sleep(0.05)
+    caller = services.device_as(account.credential)
+    request = dpb.GetDeliveryRequest(delivery_id=result.delivery.delivery_id)
+    state = wait_for(
+        lambda: (
+            (s := caller.GetDelivery(request).delivery.state) != dpb.DELIVERY_STATE_PENDING and s
+        ),
+        "the sweeper to end the overdue delivery",
+    )
     assert state == dpb.DELIVERY_STATE_EXPIRED
     assert refused(
         services.device_as(credential).CompleteDelivery,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from contextlib import closing
 
 import grpc
@@ -20,7 +19,7 @@ from keyslot.device.v1 import device_service_pb2 as dpb
 from keyslot.license.v1 import license_service_pb2 as lpb
 
 from tests.e2e.device_support import connect, issue, new_account, send, subscribe
-from tests.harness import Services
+from tests.harness import Services, wait_for
 
 STATE_OF_STEP = {
     "COMMITTED": lpb.GRANT_STATE_COMMITTED,
@@ -38,8 +37,8 @@ def _rows(services: Services, sql: str) -> list[dict]:  # type: ignore[type-arg]
 
 def _wait_settled(services: Services, timeout: float = 15.0) -> list[dict]:  # type: ignore[type-arg]
     """Waits for the recovery sweeper to leave no handshake mid-way."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
+
+    def settled() -> tuple[list[dict]] | None:  # type: ignore[type-arg]
         rows = _rows(services, "SELECT * FROM handshakes")
         busy = [
             r
@@ -47,10 +46,10 @@ def _wait_settled(services: Services, timeout: float = 15.0) -> list[dict]:  # t
             if r["step"] in ("PREPARING", "COMMITTING", "ABORTING")
             or (r["step"] == "PREPARED" and r["purpose"] == "ACTIVATE")
         ]
-        if not busy:
-            return rows
-        time.sleep(0.1)
-    raise AssertionError(f"handshakes not settled: {busy}")
+        return None if busy else (rows,)
+
+    (rows,) = wait_for(settled, "the recovery sweeper to settle every handshake", timeout, 0.1)
+    return rows
 
 
 def _assert_both_sides_agree(services: Services) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import time
 from datetime import timedelta
 
 import grpc
@@ -11,7 +10,7 @@ from keyslot.license.v1 import license_service_pb2 as lpb
 from keyslot.runtime.timeconv import from_timestamp, to_timestamp
 
 from tests.e2e.test_license_codes import error_of, get, issue, new_product
-from tests.harness import Services, rich_error
+from tests.harness import Services, rich_error, wait_for
 
 
 def prepare_request(services: Services, code: str, **kw) -> lpb.PrepareGrantRequest:
@@ -155,14 +154,15 @@ def test_h2_sweeper_aborts_overdue_grant(services: Services) -> None:
     grant = prepare(services, code, hold=timedelta(minutes=5))
     services.clock.advance(timedelta(minutes=6))
     peer = services.license_as("peer")
-    end = time.monotonic() + 5
-    state = None
-    while time.monotonic() < end:  # waiting for the sweeper's work, not for time
-        state = peer.GetGrant(lpb.GetGrantRequest(grant_id=grant.grant_id)).grant
-        if state.state == lpb.GRANT_STATE_ABORTED:
-            break
-        time.sleep(0.05)
-    assert state is not None and state.state == lpb.GRANT_STATE_ABORTED
+    state = wait_for(
+        lambda: (
+            (g := peer.GetGrant(lpb.GetGrantRequest(grant_id=grant.grant_id)).grant).state
+            == lpb.GRANT_STATE_ABORTED
+            and g
+        ),
+        "the sweeper to abort the overdue grant",
+    )
+    assert state.state == lpb.GRANT_STATE_ABORTED
     assert state.abort_reason == "GRANT_EXPIRED"
     err = error_of(
         peer.CommitGrant, lpb.CommitGrantRequest(grant_id=grant.grant_id, request_id="late2")

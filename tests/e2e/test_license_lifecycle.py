@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from datetime import datetime, timedelta
 
 import grpc
@@ -14,7 +13,7 @@ from keyslot.runtime.timeconv import from_timestamp
 
 from tests.e2e.test_license_codes import error_of, get, issue
 from tests.e2e.test_license_grants import activated
-from tests.harness import Services, rich_error
+from tests.harness import Services, rich_error, wait_for
 
 YEAR = timedelta(days=365)
 FULL = [
@@ -117,15 +116,12 @@ def test_l4_auto_renewal_applied_once_when_down_at_expiry(fresh_services: Servic
     move_to(services, end + timedelta(days=3))
     services.start_license()
     # The sweeper stores the renewal after the restart; wait for its work, then read.
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        if re.search(
+    wait_for(
+        lambda: re.search(
             r"sweep: \d+ grants expired, 1 codes renewed", services.license.log.read_text()
-        ):
-            break
-        time.sleep(0.05)
-    else:
-        raise AssertionError("the sweeper did not renew the code")
+        ),
+        "the sweeper to renew the code",
+    )
     for _ in range(3):
         code_now = get(services, code)
         assert expiry(code_now) == end + YEAR and code_now.prepaid_periods == 0

@@ -8,7 +8,6 @@ take-over (CommitGrant), the device service keeps the reserve and the slots.
 from __future__ import annotations
 
 import threading
-import time
 from datetime import timedelta
 
 import grpc
@@ -17,7 +16,7 @@ from keyslot.device.v1 import device_service_pb2 as dpb
 from keyslot.license.v1 import license_service_pb2 as lpb
 
 from tests.e2e.device_support import activate, connect, issue, new_account, product, refused
-from tests.harness import Services
+from tests.harness import Services, wait_for
 
 PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 NO_GRACE = duration_pb2.Duration(seconds=0)
@@ -61,12 +60,10 @@ def _check_in(services: Services, credential: str) -> dpb.CheckInResponse:
 
 def _wait_reserve(services: Services, credential: str, device_id: str, state: int) -> None:
     """Waits (for the sweeper's work, not for time) until the reserve reaches ``state``."""
-    end = time.monotonic() + 5
-    while time.monotonic() < end:
-        if _details(services, credential, device_id).reserve.state == state:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"reserve not {state}: {_details(services, credential, device_id)}")
+    wait_for(
+        lambda: _details(services, credential, device_id).reserve.state == state,
+        f"the reserve to reach state {state}",
+    )
 
 
 def _grant_state(services: Services, grant_id: str) -> int:

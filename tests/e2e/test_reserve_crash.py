@@ -10,7 +10,6 @@ grant in the matching state, and no slot leaked.
 from __future__ import annotations
 
 import sqlite3
-import time
 from contextlib import closing
 from datetime import timedelta
 
@@ -19,7 +18,7 @@ from keyslot.device.v1 import device_service_pb2 as dpb
 from keyslot.license.v1 import license_service_pb2 as lpb
 
 from tests.e2e.device_support import activate, connect, issue, new_account
-from tests.harness import Services
+from tests.harness import Services, wait_for
 
 
 def _rows(services: Services, sql: str) -> list[dict]:  # type: ignore[type-arg]
@@ -40,14 +39,7 @@ def _restart_device(services: Services, crash_at: str | None) -> None:
 
 
 def _wait(predicate, what: str, timeout: float = 15.0):  # type: ignore[no-untyped-def]
-    """Waits for background work (the sweeper, a crash) to happen; not for time."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        got = predicate()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_for(predicate, what, timeout)
 
 
 @pytest.mark.parametrize("point", ["before_commit", "after_commit"])
