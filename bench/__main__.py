@@ -13,5 +13,15 @@ if __name__ == "__main__":
         "--quick", action="store_true", help="short windows, scale up to 100k (under 2 minutes)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (DBs, logs)")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated scenarios to run besides the ceiling: "
+        "checkin,send,activate,contention,scale (written to results-quick.md)",
+    )
     args = parser.parse_args()
-    sys.exit(main(quick=args.quick, keep=args.keep))
+    only = frozenset(filter(None, args.only.split(",")))
+    unknown = only - {"checkin", "send", "activate", "contention", "scale"}
+    if unknown:
+        parser.error(f"--only: unknown scenarios {sorted(unknown)}")
+    sys.exit(main(quick=args.quick, keep=args.keep, only=only))

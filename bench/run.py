@@ -79,10 +79,11 @@ def summarize_errors(errors: Counter[str], limit: int = 3) -> str:
 
 
 class Bench:
-    def __init__(self, plan: Plan, workdir: Path) -> None:
+    def __init__(self, plan: Plan, workdir: Path, only: frozenset[str] = frozenset()) -> None:
         from license_service.server import Settings
 
         self.plan = plan
+        self.only = only  # scenario names to run (empty: all)
         self.workers = Settings().workers  # the services' own default pool size
         self.servers = Servers(workdir, self.workers)
         self.report = Report(quick=plan.quick)
@@ -318,6 +319,8 @@ class Bench:
                 self.run_activate,
                 self.run_contention,
             ):
+                if not self.wanted(scenario.__name__.removeprefix("run_")):
+                    continue
                 try:
                     scenario()
                 except Exception as exc:  # noqa: BLE001 - one scenario never sinks the run
@@ -325,6 +328,8 @@ class Bench:
                     self.report.add(not_available(scenario.__name__, exc))
             self.run_ceiling("after")
             self.rss_rows("after scenarios 1-5")
+            if not self.wanted("scale"):
+                return self.finish(t0)
             try:
                 from bench.scale import run_scale
 
@@ -336,6 +341,12 @@ class Bench:
             self.api.close()
             self.pool.close()
             self.servers.stop_all()
+        return self.finish(t0)
+
+    def wanted(self, scenario: str) -> bool:
+        return not self.only or scenario in self.only
+
+    def finish(self, t0: float) -> Report:
         self.report.facts.append(
             f"ceiling used for ratios: mean of the before/after echo runs = "
             f"{self.ceiling or 0:.0f} calls/s"
@@ -367,11 +378,11 @@ def _describe(exc: BaseException) -> BaseException:
     return exc
 
 
-def main(quick: bool, keep: bool = False) -> int:
+def main(quick: bool, keep: bool = False, only: frozenset[str] = frozenset()) -> int:
     plan = Plan.make(quick)
     workdir = Path(tempfile.mkdtemp(prefix="keyslot-bench-"))
     try:
-        bench = Bench(plan, workdir)
+        bench = Bench(plan, workdir, only)
         report = bench.run()
     finally:
         if not keep:
@@ -379,9 +390,10 @@ def main(quick: bool, keep: bool = False) -> int:
     from bench.report import markdown, print_table
 
     print_table(report)
-    out = HERE / ("results-quick.md" if quick else "results.md")
+    # A partial or quick run never overwrites the committed full results.
+    out = HERE / ("results-quick.md" if quick or only else "results.md")
     analysis = HERE / "analysis.md"  # hand-written notes on the last full run, if any
-    appendix = analysis.read_text() if analysis.exists() and not quick else ""
+    appendix = analysis.read_text() if analysis.exists() and not (quick or only) else ""
     out.write_text(markdown(report, METHOD.format(plan=plan), appendix))
     log(f"wrote {out}")
     return 0

@@ -17,6 +17,8 @@ from device_service.errors import DeviceError
 from device_service.reserve import Reserves
 
 UPDATABLE = ("app_version", "region", "display_name")
+# last_check_in_time moves when it is this much older than a check-in (proto doc).
+CHECK_IN_RESOLUTION_US = 60_000_000
 
 
 class DevicesApi(ApiBase):
@@ -169,7 +171,7 @@ class DevicesApi(ApiBase):
                 db["devices"].update(
                     device_id, {"disconnect_us": now, "update_us": now, "current_code": ""}
                 )
-                self.store.conn.execute("DELETE FROM credentials WHERE device_id = ?", (device_id,))
+                self.store.revoke_device_credentials(device_id)
             # Pending deliveries to it are undone through the handshake (slot freed on abort).
             for hs in self.store.query(
                 "SELECT handshake_id FROM handshakes WHERE device_id = ? AND step = 'PREPARED'",
@@ -184,13 +186,20 @@ class DevicesApi(ApiBase):
 
     def CheckIn(self, request: pb.CheckInRequest, context) -> pb.CheckInResponse:  # type: ignore[no-untyped-def]
         device = self.own_device()
-        changes: dict[str, object] = {"last_check_in_us": self.now_us()}
+        now_us = self.now_us()
+        changes: dict[str, object] = {}
         if request.app_version:
-            changes["app_version"] = rules.app_version(request.app_version)
-        # Written first: a take-over below re-checks the version the app runs now (H3).
-        with self.store.write() as db:
-            db["devices"].update(device["device_id"], changes)
-        device = self.own_device()
+            version = rules.app_version(request.app_version)
+            if version != device["app_version"]:
+                changes["app_version"] = version
+        last = device["last_check_in_us"]
+        if changes or last is None or not 0 <= now_us - last < CHECK_IN_RESOLUTION_US:
+            changes["last_check_in_us"] = now_us
+            # Written first: a take-over below re-checks the version the app runs now (H3).
+            # Only on a change or once a minute: a write per check-in would put every
+            # check-in in the queue for SQLite's single writer.
+            self.store.update_device(device["device_id"], changes)
+            device = {**device, **changes}
         for attempt in range(2):
             reserve = self.store.shown_reserve(device["device_id"])
             pending = self.store.query(

@@ -8,6 +8,7 @@ the same write lock.
 from __future__ import annotations
 
 import secrets
+import threading
 from typing import Any
 
 from keyslot.runtime.auth import Principal, hash_token
@@ -21,10 +22,29 @@ PENDING, ACTIVE, RELEASED = "PENDING", "ACTIVE", "RELEASED"
 
 Row = dict[str, Any]
 
+# Resolved credentials kept in memory (about 300 B each); emptied when full.
+PRINCIPAL_CACHE_SIZE = 50_000
+
 
 def new_id(prefix: str) -> str:
     """A random id with a readable prefix (128 bits)."""
     return f"{prefix}_{secrets.token_hex(16)}"
+
+
+DEVICE_SCHEMA: dict[str, type] = {
+    "device_id": str,
+    "account_id": str,
+    "platform": int,
+    "app_version": str,
+    "region": str,
+    "display_name": str,
+    "current_code": str,
+    "connect_us": int,
+    "update_us": int,
+    "disconnect_us": int,
+    "last_check_in_us": int,
+}
+DEVICE_COLUMNS = frozenset(DEVICE_SCHEMA)
 
 
 class DeviceStore(Database):
@@ -33,6 +53,11 @@ class DeviceStore(Database):
     def __init__(self, path: str, synchronous: str = "FULL") -> None:
         super().__init__(path, synchronous)
         self.create_schema()
+        # Resolved credentials by token hash: every call authenticates, and this
+        # process is the only writer of credentials (see revoke_device_credentials).
+        self._principals: dict[str, Principal] = {}
+        self._principals_generation = 0
+        self._principals_lock = threading.Lock()
 
     def create_schema(self) -> None:
         """Creates missing tables and indexes; safe on every start."""
@@ -91,19 +116,7 @@ class DeviceStore(Database):
             if_not_exists=True,
         )
         db["devices"].create(
-            {
-                "device_id": str,
-                "account_id": str,
-                "platform": int,
-                "app_version": str,
-                "region": str,
-                "display_name": str,
-                "current_code": str,
-                "connect_us": int,
-                "update_us": int,
-                "disconnect_us": int,
-                "last_check_in_us": int,
-            },
+            DEVICE_SCHEMA,
             pk="device_id",
             not_null={"account_id", "platform", "app_version", "region", "display_name"},
             defaults={"current_code": ""},
@@ -285,7 +298,38 @@ class DeviceStore(Database):
         if rules.normalize_connection_code(token) is not None:
             return Principal(kind="connection", name="connection-code")
         # Looking up the hash makes the comparison independent of the token's bytes.
-        row = self.one("SELECT * FROM credentials WHERE token_hash = ?", (hash_token(token),))
+        token_hash = hash_token(token)
+        cached = self._principals.get(token_hash)
+        if cached is not None:
+            return cached
+        generation = self._principals_generation
+        principal = self._principal_of(
+            self.one("SELECT * FROM credentials WHERE token_hash = ?", (token_hash,))
+        )
+        with self._principals_lock:
+            # Not cached if a revocation committed since the read began.
+            if principal is not None and generation == self._principals_generation:
+                if len(self._principals) >= PRINCIPAL_CACHE_SIZE:
+                    self._principals.clear()
+                self._principals[token_hash] = principal
+        return principal
+
+    def revoke_device_credentials(self, device_id: str) -> None:
+        """Deletes a device's credentials; call inside ``write()``.
+
+        Once the write commits, the cache of resolved credentials is emptied, so
+        the token fails from the next call on.
+        """
+        self.conn.execute("DELETE FROM credentials WHERE device_id = ?", (device_id,))
+        self.on_commit(self._forget_principals)
+
+    def _forget_principals(self) -> None:
+        with self._principals_lock:
+            self._principals_generation += 1
+            self._principals.clear()
+
+    @staticmethod
+    def _principal_of(row: Row | None) -> Principal | None:
         if row is None:
             return None
         if row["kind"] == "account":
@@ -316,6 +360,17 @@ class DeviceStore(Database):
 
     def device(self, device_id: str) -> Row | None:
         return self.one("SELECT * FROM devices WHERE device_id = ?", (device_id,))
+
+    def update_device(self, device_id: str, changes: Row) -> None:
+        """Sets columns of one device in its own write (plain SQL: the hot path)."""
+        columns = ", ".join(f"{name} = ?" for name in changes if name in DEVICE_COLUMNS)
+        if len(changes) != columns.count("?"):
+            raise ValueError(f"not device columns: {sorted(set(changes) - DEVICE_COLUMNS)}")
+        with self.write() as db:
+            db.execute(
+                f"UPDATE devices SET {columns} WHERE device_id = ?",  # noqa: S608 - names checked
+                (*changes.values(), device_id),
+            )
 
     def delivery(self, delivery_id: str) -> Row | None:
         return self.one("SELECT * FROM deliveries WHERE delivery_id = ?", (delivery_id,))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -64,17 +64,35 @@ class Database:
             return
         if not self._write_lock.acquire(timeout=30):
             raise TimeoutError("database write lock not acquired in 30 s")
+        callbacks: list[Callable[[], None]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
+            self._local.after_commit = callbacks
             try:
                 yield self.db
             except BaseException:
+                callbacks.clear()
                 conn.execute("ROLLBACK")
                 raise
             else:
                 conn.execute("COMMIT")
         finally:
+            self._local.after_commit = None
             self._write_lock.release()
+        # After the lock is released: a callback may wait (e.g. for cache acks).
+        for callback in callbacks:
+            callback()
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Runs ``callback`` once the current ``write()`` commits; never after a rollback.
+
+        Outside a ``write()`` it runs at once (the change is already committed).
+        """
+        pending = getattr(self._local, "after_commit", None)
+        if pending is None:
+            callback()
+        else:
+            pending.append(callback)
 
     def query(self, sql: str, params: tuple | dict = ()) -> list[dict]:  # type: ignore[type-arg]
         """Rows as dicts."""
