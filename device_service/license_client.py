@@ -15,20 +15,48 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from keyslot.license.v1 import license_service_pb2 as lpb
 from keyslot.license.v1 import license_service_pb2_grpc as lpb_grpc
+from keyslot.runtime.clock import Clock, SystemClock
 from keyslot.runtime.errors import FieldViolation
 
+from device_service.code_cache import CodeCache
 from device_service.errors import DeviceError
 
 
 class LicensePeer:
     """A channel to the license service, authenticated as the peer."""
 
-    def __init__(self, address: str, token: str, deadline: float) -> None:
+    def __init__(
+        self,
+        address: str,
+        token: str,
+        deadline: float,
+        clock: Clock | None = None,
+        cache_size: int = 0,
+        cache_max_age: float = 60.0,
+    ) -> None:
         self.address = address
         self.deadline = deadline
         self._metadata = (("authorization", f"Bearer {token}"),)
         self.channel = grpc.insecure_channel(address)
         self.stub = lpb_grpc.LicenseServiceStub(self.channel)
+        # Codes kept between changes (see code_cache); size 0 reads every time.
+        # The watch has its own channel: its reconnect attempts while the license
+        # service is away must not put the calls' channel into back-off.
+        self._watch_channel = grpc.insecure_channel(
+            address,
+            options=[
+                ("grpc.initial_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", 2000),
+            ],
+        )
+        watch_stub = lpb_grpc.LicenseServiceStub(self._watch_channel)
+        self.codes = CodeCache(
+            lambda requests: watch_stub.WatchCodeChanges(requests, metadata=self._metadata),
+            clock or SystemClock(),
+            size=cache_size,
+            max_age=cache_max_age,
+        )
+        self.codes.start()
 
     def call(self, method: str, request: Any) -> Any:
         """Calls ``method`` with the peer token and the deadline; relays refusals."""
@@ -40,11 +68,19 @@ class LicensePeer:
 
     # Shorthands for the calls the device service makes most.
     def get_code(self, code: str) -> lpb.Code:
-        return self.call("GetCode", lpb.GetCodeRequest(code=code)).code
+        """One code; CODE_NOT_FOUND (and the other refusals) as the license service says."""
+        return self.codes.get_many([code], self._get_one)[0]
 
     def batch_get_codes(self, codes: list[str]) -> list[lpb.Code]:
+        """The codes found, in the order asked (canonical forms hit the cache)."""
         if not codes:
             return []
+        return self.codes.get_many(codes, self._batch_get)
+
+    def _get_one(self, codes: list[str]) -> list[lpb.Code]:
+        return [self.call("GetCode", lpb.GetCodeRequest(code=codes[0])).code]
+
+    def _batch_get(self, codes: list[str]) -> list[lpb.Code]:
         return list(self.call("BatchGetCodes", lpb.BatchGetCodesRequest(codes=codes)).codes)
 
     # The grant RPCs of the handshake (H1: every one carries a request id).
@@ -65,6 +101,8 @@ class LicensePeer:
         return self.call("GetGrant", lpb.GetGrantRequest(grant_id=grant_id)).grant
 
     def close(self) -> None:
+        self.codes.stop()
+        self._watch_channel.close()
         self.channel.close()
 
 

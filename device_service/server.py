@@ -41,6 +41,8 @@ class Settings:
     sweep_interval: float = 30.0
     test_clock_file: str | None = None
     log_calls: bool = True
+    code_cache_size: int = 20_000
+    code_cache_max_age: float = 60.0
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None) -> Settings:
@@ -76,6 +78,19 @@ class Settings:
             default=float(env("KEYSLOT_CONNECTION_CODE_TTL", "600")),
             help="seconds a connection code stays valid (D1)",
         )
+        parser.add_argument(
+            "--code-cache-size",
+            type=int,
+            default=int(env("KEYSLOT_CODE_CACHE_SIZE", str(cls.code_cache_size))),
+            help="codes kept between changes, kept current by the license service's"
+            " change feed; 0 reads every code from it (KEYSLOT_CODE_CACHE_SIZE)",
+        )
+        parser.add_argument(
+            "--code-cache-max-age",
+            type=float,
+            default=float(env("KEYSLOT_CODE_CACHE_MAX_AGE", str(cls.code_cache_max_age))),
+            help="seconds a kept code is used at most (KEYSLOT_CODE_CACHE_MAX_AGE)",
+        )
         a = parser.parse_args(argv)
         return cls(
             listen=a.listen,
@@ -91,6 +106,8 @@ class Settings:
             sweep_interval=a.sweep_interval,
             test_clock_file=a.test_clock_file,
             log_calls=truthy(a.log_calls),
+            code_cache_size=a.code_cache_size,
+            code_cache_max_age=a.code_cache_max_age,
         )
 
 
@@ -105,7 +122,14 @@ def build(settings: Settings, clock: Clock | None = None) -> Running:
             "device service: no peer token (set KEYSLOT_PEER_TOKEN or add a peer "
             "token to the tokens file)"
         )
-    license_peer = LicensePeer(settings.license_address, peer_token, settings.license_deadline)
+    license_peer = LicensePeer(
+        settings.license_address,
+        peer_token,
+        settings.license_deadline,
+        clock=clock,
+        cache_size=settings.code_cache_size,
+        cache_max_age=settings.code_cache_max_age,
+    )
     api = DeviceApi(store=store, clock=clock, license=license_peer, settings=settings)
     running = create_server(
         address=settings.listen,

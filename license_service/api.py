@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -32,6 +33,7 @@ from license_service import routing, terms
 from license_service import validation as val
 from license_service.codes import format_code, normalize_code
 from license_service.errors import LicenseError, ReplayedError
+from license_service.feed import CodeFeed, Watch
 from license_service.ops import IssueTerms, LicenseOps, code_not_found
 from license_service.products import PRODUCT_ID, REGION, VERSION, Product, compare_versions
 from license_service.ratelimit import FailedLookupLimiter
@@ -649,6 +651,16 @@ class LicenseApi(pb_grpc.LicenseServiceServicer):
             principal, "AbortGrant", request.request_id, request, pb.AbortGrantResponse, work
         )
 
+    def WatchCodeChanges(self, request_iterator: Any, context: Any) -> Any:
+        self._require("peer")  # checked before the stream starts (see the interceptor)
+        feed = self.store.feed
+        watch = feed.open()
+        context.add_callback(lambda: feed.remove(watch))
+        threading.Thread(
+            target=_read_acks, args=(request_iterator, watch), name="watch-acks", daemon=True
+        ).start()
+        return _watch_responses(watch, context, feed)
+
     def GetGrant(self, request: pb.GetGrantRequest, context: Any) -> Any:
         self._require("peer")
         v = val.Violations()
@@ -657,3 +669,25 @@ class LicenseApi(pb_grpc.LicenseServiceServicer):
         now = self._now()
         grant, rec = self.ops.get_grant(request.grant_id, now)
         return pb.GetGrantResponse(grant=self._grant_pb(grant, rec, now))
+
+
+def _read_acks(requests: Any, watch: Watch) -> None:
+    """Applies the watcher's acknowledgements until its side of the stream ends."""
+    try:
+        for request in requests:
+            watch.ack(request.ack_sequence)
+    except Exception:  # noqa: BLE001 - a broken stream only ends the watch
+        pass
+    watch.close()
+
+
+def _watch_responses(watch: Watch, context: Any, feed: CodeFeed) -> Iterator[Any]:
+    try:
+        yield pb.WatchCodeChangesResponse(sequence=1)
+        while context.is_active() and not watch.closed:
+            batch = watch.next_batch(timeout=0.5)
+            if batch is not None:
+                codes = [format_code(code) for code in batch[1]]  # as in Code.code
+                yield pb.WatchCodeChangesResponse(sequence=batch[0], codes=codes)
+    finally:
+        feed.remove(watch)

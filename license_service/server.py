@@ -91,5 +91,6 @@ def build(settings: Settings, clock: Clock | None = None) -> Running:
     sweeper = Sweeper(api.ops, clock, settings.sweep_interval)
     sweeper.start()
     # The sweeper stops before the store closes under it.
+    running.on_stopping.append(store.feed.close)  # watches would hold the grace period
     running.on_stop.extend([sweeper.stop, store.close])
     return running

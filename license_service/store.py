@@ -9,6 +9,7 @@ from typing import Any
 from keyslot.runtime.db import Database
 from keyslot.runtime.timeconv import from_epoch_us, to_epoch_us
 
+from license_service.feed import CodeFeed
 from license_service.grants import GrantRecord
 from license_service.products import Product
 from license_service.terms import CodeRecord, expire_at
@@ -114,9 +115,11 @@ _CODE_SELECT = (
 class LicenseStore(Database):
     """Products, codes, grants, request ids and support requests in one SQLite file."""
 
-    def __init__(self, path: str, synchronous: str = "FULL") -> None:
+    def __init__(self, path: str, synchronous: str = "FULL", feed: CodeFeed | None = None) -> None:
         super().__init__(path, synchronous)
         self.create_schema()
+        # Told of every committed code change, for the watchers' caches.
+        self.feed = feed or CodeFeed()
 
     def create_schema(self) -> None:
         """Creates missing tables and indexes; safe on every start."""
@@ -318,8 +321,10 @@ class LicenseStore(Database):
         return [row_to_code(r) for r in self.query(sql, tuple(params))]
 
     def save_code(self, rec: CodeRecord, now: datetime) -> None:
-        """Writes a changed code; call inside ``write()``."""
+        """Writes a changed code; call inside ``write()``. Watchers hear of it on commit."""
         self.db["codes"].update(rec.code, code_to_row(rec, now))
+        code = rec.code
+        self.on_commit(lambda: self.feed.publish([code]))
 
     def renewal_candidates(self, now: datetime, limit: int = 500) -> list[str]:
         """Codes whose automatic renewal may be due (L4); the rule itself decides."""

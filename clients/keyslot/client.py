@@ -785,6 +785,32 @@ class LicenseClient(_Client):
             "GetGrant", lpb.GetGrantRequest, lpb.GetGrantResponse, request, fields, timeout, token
         )
 
+    def watch_code_changes(
+        self,
+        requests: Iterator[lpb.WatchCodeChangesRequest],
+        /,
+        *,
+        timeout: float | None = None,
+        token: str | None = None,
+    ) -> Iterator[lpb.WatchCodeChangesResponse]:
+        """Streams which codes changed, so the peer may keep codes between changes. Peer only.
+
+        ``requests`` yields the acknowledgements: ack_sequence 0 first, then the
+        sequence of each response once applied; a change is answered to its own
+        caller only after it was acknowledged. Without ``timeout`` the stream has
+        no deadline. Ending ``requests`` or an error ends the stream; drop what
+        was kept then.
+        """
+        call = self._stub_retrying.WatchCodeChanges(
+            requests, timeout=timeout, metadata=self.metadata(token)
+        )
+        try:
+            yield from call
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from err
+        finally:
+            call.cancel()
+
 
 class DeviceClient(_Client):
     """keyslot.device.v1.DeviceService: accounts, devices, slots, deliveries, reserves."""

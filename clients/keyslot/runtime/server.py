@@ -48,10 +48,12 @@ class KeyslotInterceptor(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if handler is None or method.startswith(OPEN_PREFIXES):
             return handler
-        if handler.unary_unary is None:  # keyslot has unary RPCs only
-            return handler
         token = auth.bearer_token(handler_call_details.invocation_metadata or ())
         principal = self.resolver(token) if token else None
+        if handler.stream_stream is not None:
+            return self._stream(handler, method, token, principal)
+        if handler.unary_unary is None:  # keyslot has no other streaming shapes
+            return handler
         inner = handler.unary_unary
         domain = self.domain
         log_calls = self.log_calls
@@ -104,6 +106,46 @@ class KeyslotInterceptor(grpc.ServerInterceptor):
             response_serializer=handler.response_serializer,
         )
 
+    def _stream(self, handler, method, token, principal):  # type: ignore[no-untyped-def]
+        """A bidirectional stream: the same authentication and error mapping.
+
+        The servicer method runs with the principal bound and must check the
+        caller before it returns its response iterator (not inside it).
+        """
+        inner = handler.stream_stream
+        domain = self.domain
+
+        def behavior(requests: Any, context: grpc.ServicerContext) -> Any:
+            if principal is None:
+                message = "missing bearer token" if not token else "unknown bearer token"
+                context.abort_with_status(
+                    rpc_status.to_status(unauthenticated_status(domain, message))
+                )
+            bound = auth.set_principal(principal)
+            try:
+                responses = inner(requests, context)
+            except ServiceError as err:
+                context.abort_with_status(rpc_status.to_status(err.to_status()))
+            finally:
+                auth.reset_principal(bound)
+            try:
+                yield from responses
+            except ServiceError as err:
+                context.abort_with_status(rpc_status.to_status(err.to_status()))
+            except Exception:
+                if _aborted(context):
+                    raise
+                log.exception("unexpected error in %s", method)
+                context.abort_with_status(rpc_status.to_status(internal_status(domain)))
+            if self.log_calls:
+                call_log.info(json.dumps({"method": method, "status": "ENDED"}))
+
+        return grpc.stream_stream_rpc_method_handler(
+            behavior,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
 
 def _aborted(context: grpc.ServicerContext) -> bool:
     # context.abort raises a plain Exception; its code is already set then.
@@ -120,11 +162,16 @@ class Running:
     health: health.HealthServicer
     service_names: Sequence[str]
     on_stop: list[Callable[[], None]] = field(default_factory=list)
+    on_stopping: list[Callable[[], None]] = field(default_factory=list)
 
     def stop(self, grace: float) -> None:
         """Health NOT_SERVING first so balancers drain, then a graceful stop."""
         self.health.enter_graceful_shutdown()
-        self.server.stop(grace).wait()
+        stopped = self.server.stop(grace)  # no new calls from here on
+        # Long-lived streams end now: the grace is for the unary calls in flight.
+        for hook in self.on_stopping:
+            hook()
+        stopped.wait()
         # Sweepers and stores close only after in-flight calls had their grace.
         for hook in self.on_stop:
             hook()

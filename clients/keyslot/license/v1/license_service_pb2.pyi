@@ -386,6 +386,20 @@ class BatchGetCodesResponse(_message.Message):
     codes: _containers.RepeatedCompositeFieldContainer[Code]
     def __init__(self, codes: _Optional[_Iterable[_Union[Code, _Mapping]]] = ...) -> None: ...
 
+class WatchCodeChangesRequest(_message.Message):
+    __slots__ = ("ack_sequence",)
+    ACK_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    ack_sequence: int
+    def __init__(self, ack_sequence: _Optional[int] = ...) -> None: ...
+
+class WatchCodeChangesResponse(_message.Message):
+    __slots__ = ("sequence", "codes")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    CODES_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    codes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, sequence: _Optional[int] = ..., codes: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class ListCodesRequest(_message.Message):
     __slots__ = ("page_size", "page_token", "product_id", "status")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]

@@ -141,6 +141,11 @@ class LicenseServiceStub:
                 request_serializer=keyslot_dot_license_dot_v1_dot_license__service__pb2.GetGrantRequest.SerializeToString,
                 response_deserializer=keyslot_dot_license_dot_v1_dot_license__service__pb2.GetGrantResponse.FromString,
                 _registered_method=True)
+        self.WatchCodeChanges = channel.stream_stream(
+                '/keyslot.license.v1.LicenseService/WatchCodeChanges',
+                request_serializer=keyslot_dot_license_dot_v1_dot_license__service__pb2.WatchCodeChangesRequest.SerializeToString,
+                response_deserializer=keyslot_dot_license_dot_v1_dot_license__service__pb2.WatchCodeChangesResponse.FromString,
+                _registered_method=True)
 
 
 class LicenseServiceServicer:
@@ -303,6 +308,20 @@ class LicenseServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchCodeChanges(self, request_iterator, context):
+        """Streams which codes changed, so the peer may keep codes between changes
+        instead of reading them on every check-in. Peer only. The watcher
+        acknowledges each response; a call that changes a code answers only
+        after every open watch acknowledged the change, or after a watch that
+        failed to within the acknowledgement deadline was ended (so a watcher
+        must drop what it kept when its stream ends). Time-driven changes of a
+        code's phase are not sent: they happen at its expire_time and
+        grace_end_time, which the watcher already has.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LicenseServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -410,6 +429,11 @@ def add_LicenseServiceServicer_to_server(servicer, server):
                     servicer.GetGrant,
                     request_deserializer=keyslot_dot_license_dot_v1_dot_license__service__pb2.GetGrantRequest.FromString,
                     response_serializer=keyslot_dot_license_dot_v1_dot_license__service__pb2.GetGrantResponse.SerializeToString,
+            ),
+            'WatchCodeChanges': grpc.stream_stream_rpc_method_handler(
+                    servicer.WatchCodeChanges,
+                    request_deserializer=keyslot_dot_license_dot_v1_dot_license__service__pb2.WatchCodeChangesRequest.FromString,
+                    response_serializer=keyslot_dot_license_dot_v1_dot_license__service__pb2.WatchCodeChangesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -981,6 +1005,33 @@ class LicenseService:
             '/keyslot.license.v1.LicenseService/GetGrant',
             keyslot_dot_license_dot_v1_dot_license__service__pb2.GetGrantRequest.SerializeToString,
             keyslot_dot_license_dot_v1_dot_license__service__pb2.GetGrantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchCodeChanges(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/keyslot.license.v1.LicenseService/WatchCodeChanges',
+            keyslot_dot_license_dot_v1_dot_license__service__pb2.WatchCodeChangesRequest.SerializeToString,
+            keyslot_dot_license_dot_v1_dot_license__service__pb2.WatchCodeChangesResponse.FromString,
             options,
             channel_credentials,
             insecure,
