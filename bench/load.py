@@ -125,6 +125,23 @@ def op_echo(channel: grpc.Channel, p: dict[str, Any]) -> Callable[[], Any]:
     return lambda: call(request, timeout=timeout, metadata=metadata)
 
 
+def op_floor(channel: grpc.Channel, p: dict[str, Any]) -> Callable[[], Any]:
+    """A check-in's messages and metadata against the framework floor (bench.echo --keyslot)."""
+    from keyslot.device.v1 import device_service_pb2 as dpb
+
+    from bench.echo import METHOD
+
+    call = channel.unary_unary(
+        METHOD,
+        request_serializer=dpb.CheckInRequest.SerializeToString,
+        response_deserializer=dpb.CheckInResponse.FromString,
+    )
+    request = dpb.CheckInRequest()
+    metadata = _bearer(p["token"])
+    timeout = p.get("timeout", 10.0)
+    return lambda: call(request, timeout=timeout, metadata=metadata)
+
+
 def op_checkin(channel: grpc.Channel, p: dict[str, Any]) -> Callable[[], Any]:
     from keyslot.device.v1 import device_service_pb2 as dpb
     from keyslot.device.v1 import device_service_pb2_grpc as dpb_grpc
@@ -246,6 +263,7 @@ def op_contend(channel: grpc.Channel, p: dict[str, Any]) -> Callable[[], Any]:
 
 OPS: dict[str, Callable[[grpc.Channel, dict[str, Any]], Callable[[], Any]]] = {
     "echo": op_echo,
+    "floor": op_floor,
     "checkin": op_checkin,
     "activate": op_activate,
     "send": op_send,

@@ -75,6 +75,13 @@ class Servers:
         self.echo = Proc(
             "echo", "bench.echo", ["--workers", str(workers)], workdir / "echo.log", env=env
         )
+        self.floor = Proc(
+            "floor",
+            "bench.echo",
+            ["--workers", str(workers), "--keyslot"],
+            workdir / "floor.log",
+            env=env,
+        )
         self.license = Proc(
             "license",
             "license_service",
@@ -92,6 +99,7 @@ class Servers:
 
     def start_echo(self) -> None:
         self.echo.start("bench.Echo")
+        self.floor.start("bench.Echo")
 
     def start_services(self) -> None:
         self.license.start(LICENSE_SERVICE)
@@ -106,12 +114,13 @@ class Servers:
     def stop_all(self) -> None:
         self.stop_services()
         stop(self.echo)
+        stop(self.floor)
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds used so far by each running server."""
         return {
             proc.name: cpu_seconds(proc.popen.pid)
-            for proc in (self.echo, self.license, self.device)
+            for proc in (self.echo, self.floor, self.license, self.device)
             if proc.running() and proc.popen is not None
         }
 

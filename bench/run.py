@@ -102,10 +102,11 @@ class Bench:
         res = self.pool.run(kind, address, threads, **kw)
         after = {**self.servers.cpu(), "clients": self.pool.cpu()}
         res.cpu = {k: after[k] - before[k] for k in after if k in before}
-        if kind == "echo":
-            res.cpu = {k: v for k, v in res.cpu.items() if k in ("echo", "clients")}
+        if kind in ("echo", "floor"):
+            res.cpu = {k: v for k, v in res.cpu.items() if k in (kind, "clients")}
         else:
             res.cpu.pop("echo", None)
+            res.cpu.pop("floor", None)
         return res
 
     @property
@@ -158,6 +159,17 @@ class Bench:
                 notes=f"{self.workers} server threads, {self.n_threads} client threads in "
                 f"{self.plan.processes} processes; {res.cpu_per_op()}",
             )
+        )
+
+    def run_floor(self) -> None:
+        """What a keyslot RPC costs before any work: the services' server, auth and messages."""
+        name = "1b. floor: keyslot server + auth + CheckIn messages, empty handler"
+        log(name)
+        threads = [{"token": TOKENS["portal"]} for _ in range(self.n_threads)]
+        res = self.load("floor", self.servers.floor.address, threads)
+        notes = "; ".join(filter(None, [res.cpu_per_op(), summarize_errors(res.errors)]))
+        self.report.add(
+            Row(name, res.throughput, self.ratio(res.throughput), res.p50, res.p99, notes=notes)
         )
 
     def setup_checkin(self) -> list[Device]:
@@ -309,6 +321,7 @@ class Bench:
         self.api = Api(self.servers.license.address, self.servers.device.address)
         try:
             self.run_ceiling("before")
+            self.run_floor()
             try:
                 self.api.product()
             except Unavailable as exc:
