@@ -148,7 +148,7 @@ class Proc:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             text = self.log.read_bytes()[offset:].decode(errors="replace")
-            found = re.search(r"serving on port (\d+)", text)
+            found = re.search(r"serving on port (\d+)$", text, re.MULTILINE)
             if found:
                 self.port = int(found.group(1))
                 break

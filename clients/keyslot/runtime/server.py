@@ -36,39 +36,63 @@ OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
 class KeyslotInterceptor(grpc.ServerInterceptor):
-    """Authenticates, logs one line per call, and maps errors to rich statuses."""
+    """Authenticates, logs one line per call, and maps errors to rich statuses.
+
+    grpc runs interceptors on the server's one polling thread, before a call
+    is handed to the worker pool. So the wrapped handler of each method is
+    built once and reused, and the token is resolved (a credential look-up may
+    read SQLite) inside the call, on its worker thread.
+    """
 
     def __init__(self, domain: str, resolver: auth.Resolver, log_calls: bool = True) -> None:
         self.domain = domain
         self.resolver = resolver
         self.log_calls = log_calls
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
     def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
         method = handler_call_details.method
-        handler = continuation(handler_call_details)
-        if handler is None or method.startswith(OPEN_PREFIXES):
-            return handler
-        token = auth.bearer_token(handler_call_details.invocation_metadata or ())
+        wrapped = self._handlers.get(method)
+        if wrapped is None:
+            handler = continuation(handler_call_details)
+            if handler is None:
+                return None
+            if method.startswith(OPEN_PREFIXES):
+                wrapped = handler
+            elif handler.stream_stream is not None:
+                wrapped = self._stream(handler, method)
+            elif handler.unary_unary is not None:
+                wrapped = self._unary(handler, method)
+            else:  # keyslot has no other streaming shapes
+                wrapped = handler
+            self._handlers[method] = wrapped
+        return wrapped
+
+    def _authenticate(self, context: grpc.ServicerContext) -> auth.Principal:
+        """The caller, or an abort with UNAUTHENTICATED."""
+        token = auth.bearer_token(context.invocation_metadata() or ())
         principal = self.resolver(token) if token else None
-        if handler.stream_stream is not None:
-            return self._stream(handler, method, token, principal)
-        if handler.unary_unary is None:  # keyslot has no other streaming shapes
-            return handler
+        if principal is None:
+            message = "missing bearer token" if not token else "unknown bearer token"
+            context.abort_with_status(
+                rpc_status.to_status(unauthenticated_status(self.domain, message))
+            )
+        assert principal is not None
+        return principal
+
+    def _unary(self, handler, method):  # type: ignore[no-untyped-def]
         inner = handler.unary_unary
         domain = self.domain
         log_calls = self.log_calls
 
         def behavior(request: Any, context: grpc.ServicerContext) -> Any:
             started = time.perf_counter()
-            status = "OK"
-            caller = f"{principal.kind}:{principal.name}" if principal else "-"
+            status = "UNAUTHENTICATED"
+            caller = "-"
             try:
-                if principal is None:
-                    status = "UNAUTHENTICATED"
-                    message = "missing bearer token" if not token else "unknown bearer token"
-                    context.abort_with_status(
-                        rpc_status.to_status(unauthenticated_status(domain, message))
-                    )
+                principal = self._authenticate(context)
+                status = "OK"
+                caller = f"{principal.kind}:{principal.name}"
                 bound = auth.set_principal(principal)
                 try:
                     return inner(request, context)
@@ -106,7 +130,7 @@ class KeyslotInterceptor(grpc.ServerInterceptor):
             response_serializer=handler.response_serializer,
         )
 
-    def _stream(self, handler, method, token, principal):  # type: ignore[no-untyped-def]
+    def _stream(self, handler, method):  # type: ignore[no-untyped-def]
         """A bidirectional stream: the same authentication and error mapping.
 
         The servicer method runs with the principal bound and must check the
@@ -116,11 +140,7 @@ class KeyslotInterceptor(grpc.ServerInterceptor):
         domain = self.domain
 
         def behavior(requests: Any, context: grpc.ServicerContext) -> Any:
-            if principal is None:
-                message = "missing bearer token" if not token else "unknown bearer token"
-                context.abort_with_status(
-                    rpc_status.to_status(unauthenticated_status(domain, message))
-                )
+            principal = self._authenticate(context)
             bound = auth.set_principal(principal)
             try:
                 responses = inner(requests, context)
@@ -238,7 +258,10 @@ def serve_forever(running: Running, grace: float, service: str) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    print(f"{service}: serving on port {running.port}", flush=True)
+    # One write: print() writes the text and the newline separately, and a
+    # log line from another thread (the code watch) could land in between.
+    sys.stdout.write(f"{service}: serving on port {running.port}\n")
+    sys.stdout.flush()
     # A process-directed signal may land on a gRPC thread; Python runs the handler
     # only when the main thread executes bytecode, so wake up regularly.
     while not stop.wait(0.5):
