@@ -218,7 +218,7 @@ class DeliveriesApi(ApiBase):
                 if delivery["expire_us"] <= self.now_us():
                     # Decided here, not by sweeper timing: past the window it expires.
                     self.handshakes.request_abort(hid, "EXPIRED", "DELIVERY_EXPIRED", "too late")
-                    self.handshakes._settle_quietly(hid)
+                    self.handshakes.settle_quietly(hid)
                     raise DeviceError.refused(
                         "DELIVERY_EXPIRED",
                         "the delivery passed its deadline",

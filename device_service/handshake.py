@@ -261,7 +261,7 @@ class Handshakes:
                 failure_reason=err.reason,
                 failure_message=err.message,
             )
-            self._settle_quietly(handshake_id)
+            self.settle_quietly(handshake_id)
             raise
         return grant
 
@@ -295,7 +295,7 @@ class Handshakes:
                 failure_reason=err.reason,
                 failure_message=err.message,
             )
-            self._settle_quietly(handshake_id)
+            self.settle_quietly(handshake_id)
             raise
         crash_point("after_commit")
         self._finish_committed(handshake_id, grant)
@@ -367,7 +367,7 @@ class Handshakes:
         with self.owned(handshake_id):
             if not self.request_abort(handshake_id, outcome, reason, message):
                 return False
-            self._settle_quietly(handshake_id)
+            self.settle_quietly(handshake_id)
             return True
 
     def settle(self, handshake_id: str) -> str:
@@ -379,7 +379,8 @@ class Handshakes:
                 raise
             return self._row(handshake_id)["step"]
 
-    def _settle_quietly(self, handshake_id: str) -> None:
+    def settle_quietly(self, handshake_id: str) -> None:
+        """Aborts a handshake now if the license service answers; else recovery does it."""
         try:
             self.abort(handshake_id)
         except DeviceError as err:

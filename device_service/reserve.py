@@ -326,7 +326,7 @@ class Reserves:
                     row = self.handshakes._row(hid)
                 if row["step"] == hs.PREPARED:
                     self.handshakes.request_abort(hid, OUTCOME_REMOVED, "", "removed")
-                    self.handshakes._settle_quietly(hid)
+                    self.handshakes.settle_quietly(hid)
             with self.store.write() as db:
                 fresh = self.store.reserve(reserve["reserve_id"])
                 if fresh is not None and fresh["state"] in LIVE:
@@ -364,7 +364,7 @@ class Reserves:
             if row["step"] == hs.PREPARED and row["grant_expire_us"] <= self.now_us():
                 # The grant passed its deadline: replace it rather than fail on it.
                 self.handshakes.request_abort(hid, OUTCOME_RENEW, "", "grant expired")
-                self.handshakes._settle_quietly(hid)
+                self.handshakes.settle_quietly(hid)
                 row = self.handshakes._row(hid)
         if row["step"] not in (hs.PREPARED, hs.ABORTED):
             # An abort the license service has not confirmed yet: recovery finishes it.
