@@ -107,17 +107,17 @@ def _bearer(token: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),)
 
 
-def op_echo(channel: grpc.Channel, p: dict[str, Any]) -> Callable[[], Any]:
+def _echo_op(channel: grpc.Channel, p: dict[str, Any], reply: str) -> Callable[[], Any]:
+    """An empty CheckInRequest with a bearer token to bench.Echo; ``reply`` names the
+    message type the answer is parsed as."""
     from keyslot.device.v1 import device_service_pb2 as dpb
 
     from bench.echo import METHOD
 
-    # The same request message and metadata as a check-in, so the client
-    # side costs the same; the server echoes the bytes.
     call = channel.unary_unary(
         METHOD,
         request_serializer=dpb.CheckInRequest.SerializeToString,
-        response_deserializer=dpb.CheckInRequest.FromString,
+        response_deserializer=getattr(dpb, reply).FromString,
     )
     request = dpb.CheckInRequest()
     metadata = _bearer(p.get("token", "bench-echo-token-000000"))
@@ -125,21 +125,15 @@ def op_echo(channel: grpc.Channel, p: dict[str, Any]) -> Callable[[], Any]:
     return lambda: call(request, timeout=timeout, metadata=metadata)
 
 
+def op_echo(channel: grpc.Channel, p: dict[str, Any]) -> Callable[[], Any]:
+    # The same request message and metadata as a check-in, so the client
+    # side costs the same; the server echoes the bytes.
+    return _echo_op(channel, p, "CheckInRequest")
+
+
 def op_floor(channel: grpc.Channel, p: dict[str, Any]) -> Callable[[], Any]:
     """A check-in's messages and metadata against the framework floor (bench.echo --keyslot)."""
-    from keyslot.device.v1 import device_service_pb2 as dpb
-
-    from bench.echo import METHOD
-
-    call = channel.unary_unary(
-        METHOD,
-        request_serializer=dpb.CheckInRequest.SerializeToString,
-        response_deserializer=dpb.CheckInResponse.FromString,
-    )
-    request = dpb.CheckInRequest()
-    metadata = _bearer(p["token"])
-    timeout = p.get("timeout", 10.0)
-    return lambda: call(request, timeout=timeout, metadata=metadata)
+    return _echo_op(channel, p, "CheckInResponse")
 
 
 def op_checkin(channel: grpc.Channel, p: dict[str, Any]) -> Callable[[], Any]:
