@@ -141,7 +141,9 @@ def op_checkin(channel: grpc.Channel, p: dict[str, Any]) -> Callable[[], Any]:
     from keyslot.device.v1 import device_service_pb2_grpc as dpb_grpc
 
     stub = dpb_grpc.DeviceServiceStub(channel)
-    request = dpb.CheckInRequest()
+    # With "versions", each call reports the next app version, so every check-in
+    # writes (as the first check-in of a minute does); else repeats change nothing.
+    requests = [dpb.CheckInRequest(app_version=v) for v in p.get("versions", [""])]
     metadatas = [_bearer(t) for t in p["credentials"]]
     timeout = p.get("timeout", 10.0)
     state = {"i": 0}
@@ -149,6 +151,7 @@ def op_checkin(channel: grpc.Channel, p: dict[str, Any]) -> Callable[[], Any]:
     def run() -> Any:
         i = state["i"]
         state["i"] = i + 1
+        request = requests[(i // len(metadatas)) % len(requests)]
         return stub.CheckIn(request, timeout=timeout, metadata=metadatas[i % len(metadatas)])
 
     return run

@@ -200,6 +200,18 @@ class Bench:
         ]
         res = self.load("checkin", self.servers.device.address, threads)
         self.report.add(self.throughput_row(name, res, 0.8, f"{len(devices)} devices"))
+        # The same devices, but each check-in reports a new app version, so each
+        # one writes the device row: what a device checking in hourly costs.
+        name = "2b. CheckIn that writes (new app version each call)"
+        log(name)
+        for params in threads:
+            params["versions"] = ["10.4", "10.5"]
+        res = self.load("checkin", self.servers.device.address, threads)
+        self.report.add(
+            self.throughput_row(
+                name, res, 0.8, "each check-in records itself, as the first one in a minute does"
+            )
+        )
 
     def run_send(self) -> None:
         name = "3. send handshake (SendSubscription + CompleteDelivery)"
