@@ -197,3 +197,29 @@ def _chunks(items: Iterable[tuple[object, ...]], size: int) -> Iterator[list[tup
             chunk = []
     if chunk:
         yield chunk
+
+
+def give_tokens(conn: sqlite3.Connection, device_id: str, indices: Iterable[int]) -> list[str]:
+    """Fresh device credentials for clones ``indices`` of the template device.
+
+    Cloned credential hashes match no token, so a sample of clones gets a new
+    token each (stored by hash, as the service stores them) and an unset
+    last check-in, so their first check-in writes as a real device's would.
+    """
+    from keyslot.runtime.auth import hash_token, new_token
+
+    rewrite = Rewrite.of(device_id)
+    tokens, params, clears = [], [], []
+    for i in indices:
+        token = new_token("dev")
+        clone_id = rewrite.apply(i)
+        tokens.append(token)
+        params.append((hash_token(token), clone_id))
+        clears.append((clone_id,))
+    conn.execute("BEGIN")
+    conn.executemany(
+        "UPDATE credentials SET token_hash = ? WHERE device_id = ? AND kind = 'device'", params
+    )
+    conn.executemany("UPDATE devices SET last_check_in_us = NULL WHERE device_id = ?", clears)
+    conn.execute("COMMIT")
+    return tokens

@@ -36,12 +36,18 @@ class Plan:
     contended_slots: int = 5
     scale_sizes: tuple[int, ...] = (10_000, 1_000_000)
     scale_duration: float = 8.0
+    cold_devices: int = 40_000  # scenario 6b: more than it can check in during its window
 
     @classmethod
     def make(cls, quick: bool) -> Plan:
         if quick:
             return cls(
-                quick, warmup=1.0, duration=4.0, scale_sizes=(10_000, 100_000), scale_duration=3.0
+                quick,
+                warmup=1.0,
+                duration=4.0,
+                scale_sizes=(10_000, 100_000),
+                scale_duration=3.0,
+                cold_devices=20_000,
             )
         return cls(quick)
 
