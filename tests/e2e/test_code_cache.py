@@ -10,11 +10,14 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+import grpc
+import pytest
 from keyslot.device.v1 import device_service_pb2 as dpb
 from keyslot.license.v1 import license_service_pb2 as lpb
+from keyslot.license.v1 import license_service_pb2_grpc as lpb_grpc
 
 from tests.e2e.device_support import activate, connect, issue, new_account
-from tests.harness import Services, wait_for
+from tests.harness import TOKENS, Services, rich_error, wait_for
 
 
 def _reads(services: Services) -> int:
@@ -95,3 +98,23 @@ def test_a_restarted_license_service_is_never_answered_from_the_old_cache(
     _watch_live(services, times=2)
     services.license_as("provider").UnblockCode(lpb.UnblockCodeRequest(code=code))
     assert device.CheckIn(dpb.CheckInRequest()).code.status == lpb.CODE_STATUS_ACTIVE
+
+
+def test_s1_s2_only_the_peer_may_watch_code_changes(services: Services) -> None:
+    stub = lpb_grpc.LicenseServiceStub(services.channel(services.license.address))
+    opening = [lpb.WatchCodeChangesRequest(ack_sequence=0)]
+    for token, code, reason in (
+        (None, grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED"),
+        (TOKENS["provider"], grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_DENIED"),
+    ):
+        metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        with pytest.raises(grpc.RpcError) as err:
+            next(iter(stub.WatchCodeChanges(iter(opening), metadata=metadata, timeout=10)))
+        info = rich_error(err.value)
+        assert (info.code, info.reason, info.domain) == (code, reason, "license.keyslot")
+    # The peer's watch opens with sequence 1 and no codes.
+    peer = (("authorization", f"Bearer {TOKENS['peer']}"),)
+    call = stub.WatchCodeChanges(iter(opening), metadata=peer, timeout=10)
+    first = next(iter(call))
+    assert first.sequence == 1 and not first.codes
+    call.cancel()
