@@ -40,23 +40,24 @@ class LicensePeer:
         self.channel = grpc.insecure_channel(address)
         self.stub = lpb_grpc.LicenseServiceStub(self.channel)
         # Codes kept between changes (see code_cache); size 0 reads every time.
-        # The watch has its own channel: its reconnect attempts while the license
-        # service is away must not put the calls' channel into back-off.
-        self._watch_channel = grpc.insecure_channel(
-            address,
-            options=[
-                ("grpc.initial_reconnect_backoff_ms", 100),
-                ("grpc.max_reconnect_backoff_ms", 2000),
-            ],
-        )
-        watch_stub = lpb_grpc.LicenseServiceStub(self._watch_channel)
-        self.codes = CodeCache(
-            lambda requests: watch_stub.WatchCodeChanges(requests, metadata=self._metadata),
-            clock or SystemClock(),
-            size=cache_size,
-            max_age=cache_max_age,
-        )
+        self._watch_channel: grpc.Channel | None = None
+        self.codes = CodeCache(self._watch, clock or SystemClock(), cache_size, cache_max_age)
         self.codes.start()
+
+    def _watch(self, requests: Any) -> Any:
+        """Opens WatchCodeChanges on a channel of its own: its reconnect attempts
+        while the license service is away must not put the calls' channel into
+        back-off."""
+        if self._watch_channel is None:
+            self._watch_channel = grpc.insecure_channel(
+                self.address,
+                options=[
+                    ("grpc.initial_reconnect_backoff_ms", 100),
+                    ("grpc.max_reconnect_backoff_ms", 2000),
+                ],
+            )
+        stub = lpb_grpc.LicenseServiceStub(self._watch_channel)
+        return stub.WatchCodeChanges(requests, metadata=self._metadata)
 
     def call(self, method: str, request: Any) -> Any:
         """Calls ``method`` with the peer token and the deadline; relays refusals."""
@@ -102,7 +103,8 @@ class LicensePeer:
 
     def close(self) -> None:
         self.codes.stop()
-        self._watch_channel.close()
+        if self._watch_channel is not None:
+            self._watch_channel.close()
         self.channel.close()
 
 

@@ -7,7 +7,6 @@ races that a real pair of processes cannot hit on purpose.
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 
 from keyslot.license.v1 import license_service_pb2 as lpb
@@ -86,7 +85,6 @@ def test_publish_waits_for_the_acknowledgement() -> None:
 def test_a_watch_that_does_not_acknowledge_is_ended() -> None:
     feed = CodeFeed(ack_timeout=0.05)
     watch = feed.open()
-    started = time.monotonic()
-    feed.publish(["A"])
-    assert watch.closed and time.monotonic() - started < 2
+    feed.publish(["A"])  # returns at the acknowledgement deadline
+    assert watch.closed
     feed.publish(["B"])  # no watches left: returns at once

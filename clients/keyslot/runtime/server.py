@@ -140,6 +140,7 @@ class KeyslotInterceptor(grpc.ServerInterceptor):
         domain = self.domain
 
         def behavior(requests: Any, context: grpc.ServicerContext) -> Any:
+            started = time.perf_counter()
             principal = self._authenticate(context)
             bound = auth.set_principal(principal)
             try:
@@ -158,7 +159,17 @@ class KeyslotInterceptor(grpc.ServerInterceptor):
                 log.exception("unexpected error in %s", method)
                 context.abort_with_status(rpc_status.to_status(internal_status(domain)))
             if self.log_calls:
-                call_log.info(json.dumps({"method": method, "status": "ENDED"}))
+                call_log.info(
+                    json.dumps(
+                        {
+                            "method": method,
+                            "status": "ENDED",
+                            "ms": round((time.perf_counter() - started) * 1000, 2),
+                            "caller": f"{principal.kind}:{principal.name}",
+                        },
+                        separators=(",", ":"),
+                    )
+                )
 
         return grpc.stream_stream_rpc_method_handler(
             behavior,
