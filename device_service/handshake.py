@@ -180,14 +180,15 @@ class Handshakes:
 
     def _set(self, handshake_id: str, **values: Any) -> None:
         values["update_us"] = self.now_us()
-        self.store.db["handshakes"].update(handshake_id, values)
+        with self.store.write() as db:
+            db["handshakes"].update(handshake_id, values)
 
     def _move(self, handshake_id: str, frm: str, to: str, **values: Any) -> bool:
         """Compare-and-set of the step (one winner among cancel, complete, expire)."""
         values.update(step=to, update_us=self.now_us())
         cols = ", ".join(f"{k} = ?" for k in values)
-        with self.store.write():
-            cur = self.store.conn.execute(
+        with self.store.write() as db:
+            cur = db.execute(
                 f"UPDATE handshakes SET {cols} WHERE handshake_id = ? AND step = ?",
                 (*values.values(), handshake_id, frm),
             )

@@ -275,17 +275,18 @@ class DeviceStore(Database):
         role: str = "",
     ) -> None:
         """Stores an issued credential by its hash; the token itself is never stored."""
-        self.db["credentials"].insert(
-            {
-                "token_hash": hash_token(token),
-                "kind": kind,
-                "account_id": account_id,
-                "member_id": member_id,
-                "device_id": device_id,
-                "role": role,
-                "create_us": now_us,
-            }
-        )
+        with self.write() as db:
+            db["credentials"].insert(
+                {
+                    "token_hash": hash_token(token),
+                    "kind": kind,
+                    "account_id": account_id,
+                    "member_id": member_id,
+                    "device_id": device_id,
+                    "role": role,
+                    "create_us": now_us,
+                }
+            )
 
     def resolve_credential(self, token: str) -> Principal | None:
         """Account, member and device credentials issued by this service (by hash).
@@ -320,8 +321,9 @@ class DeviceStore(Database):
         Once the write commits, the cache of resolved credentials is emptied, so
         the token fails from the next call on.
         """
-        self.conn.execute("DELETE FROM credentials WHERE device_id = ?", (device_id,))
-        self.on_commit(self._forget_principals)
+        with self.write() as db:
+            db.execute("DELETE FROM credentials WHERE device_id = ?", (device_id,))
+            self.on_commit(self._forget_principals)
 
     def _forget_principals(self) -> None:
         with self._principals_lock:
@@ -473,11 +475,12 @@ class DeviceStore(Database):
 
     def set_slot_state(self, where: str, params: tuple, state: str, now_us: int) -> int:  # type: ignore[type-arg]
         """Moves held slots matching ``where`` to ``state``; returns how many."""
-        cur = self.conn.execute(
-            f"UPDATE slots SET state = ?, state_us = ? WHERE state != 'RELEASED' AND ({where})",
-            (state, now_us, *params),
-        )
-        return cur.rowcount
+        with self.write() as db:
+            cur = db.execute(
+                f"UPDATE slots SET state = ?, state_us = ? WHERE state != 'RELEASED' AND ({where})",
+                (state, now_us, *params),
+            )
+            return cur.rowcount
 
     # --- idempotent calls (H1) ----------------------------------------------------------
 
@@ -492,6 +495,5 @@ class DeviceStore(Database):
     def put_outcome(self, scope: str, request_id: str, position: int, **values: Any) -> None:
         """Creates or updates one target's record."""
         key = {"scope": scope, "request_id": request_id, "position": position}
-        self.db["request_outcomes"].upsert(
-            {**key, **values}, pk=("scope", "request_id", "position")
-        )
+        with self.write() as db:
+            db["request_outcomes"].upsert({**key, **values}, pk=("scope", "request_id", "position"))

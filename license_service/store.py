@@ -282,7 +282,8 @@ class LicenseStore(Database):
 
     def insert_codes(self, records: list[CodeRecord], now: datetime) -> None:
         """Inserts codes; call inside ``write()`` so a batch is atomic."""
-        self.db["codes"].insert_all([code_to_row(r, now) for r in records])
+        with self.write() as db:
+            db["codes"].insert_all([code_to_row(r, now) for r in records])
 
     def get_code(self, code: str, provider: str | None = None) -> CodeRecord | None:
         """A code; with ``provider`` only if that provider issued it (S2)."""
@@ -322,9 +323,10 @@ class LicenseStore(Database):
 
     def save_code(self, rec: CodeRecord, now: datetime) -> None:
         """Writes a changed code; call inside ``write()``. Watchers hear of it on commit."""
-        self.db["codes"].update(rec.code, code_to_row(rec, now))
-        code = rec.code
-        self.on_commit(lambda: self.feed.publish([code]))
+        with self.write() as db:
+            db["codes"].update(rec.code, code_to_row(rec, now))
+            code = rec.code
+            self.on_commit(lambda: self.feed.publish([code]))
 
     def renewal_candidates(self, now: datetime, limit: int = 500) -> list[str]:
         """Codes whose automatic renewal may be due (L4); the rule itself decides."""
@@ -339,24 +341,27 @@ class LicenseStore(Database):
     # --- grants ---------------------------------------------------------------------------
 
     def insert_grant(self, grant: GrantRecord) -> None:
-        self.db["grants"].insert(grant_to_row(grant))
+        with self.write() as db:
+            db["grants"].insert(grant_to_row(grant))
 
     def get_grant(self, grant_id: str) -> GrantRecord | None:
         row = self.one("SELECT * FROM grants WHERE grant_id = ?", (grant_id,))
         return row_to_grant(row) if row else None
 
     def save_grant(self, grant: GrantRecord) -> None:
-        self.db["grants"].update(grant.grant_id, grant_to_row(grant))
+        with self.write() as db:
+            db["grants"].update(grant.grant_id, grant_to_row(grant))
 
     def record_activation(self, grant: GrantRecord, now: datetime) -> None:
-        self.db["activations"].insert(
-            {
-                "grant_id": grant.grant_id,
-                "code": grant.code,
-                "device_id": grant.device_id,
-                "activate_us": to_epoch_us(now),
-            }
-        )
+        with self.write() as db:
+            db["activations"].insert(
+                {
+                    "grant_id": grant.grant_id,
+                    "code": grant.code,
+                    "device_id": grant.device_id,
+                    "activate_us": to_epoch_us(now),
+                }
+            )
 
     def overdue_grants(self, now: datetime, limit: int = 500) -> list[str]:
         """PREPARED grants past their deadline (H2)."""
@@ -384,17 +389,18 @@ class LicenseStore(Database):
         response: bytes | None = None,
         status: bytes | None = None,
     ) -> None:
-        self.db["requests"].insert(
-            {
-                "principal": principal,
-                "method": method,
-                "request_id": request_id,
-                "fingerprint": fingerprint,
-                "response": response,
-                "status": status,
-                "create_us": to_epoch_us(now),
-            }
-        )
+        with self.write() as db:
+            db["requests"].insert(
+                {
+                    "principal": principal,
+                    "method": method,
+                    "request_id": request_id,
+                    "fingerprint": fingerprint,
+                    "response": response,
+                    "status": status,
+                    "create_us": to_epoch_us(now),
+                }
+            )
 
     def forget_requests(self, before: datetime) -> int:
         """Drops request ids older than ``before`` (kept at least 24 h, H1)."""

@@ -1,8 +1,21 @@
-"""SQLite access shared by both stores: one connection per thread, WAL mode.
+"""SQLite access shared by both stores: WAL mode, reads per thread, group commit.
 
-Writes go through ``Database.write()``, which opens ``BEGIN IMMEDIATE`` so a
-read-check-write sequence (D3's slot count) holds the write lock from the
-first read. sqlite-utils table calls made inside nest as savepoints.
+Reads run on one connection per thread and see committed data only.
+
+Writes go through ``Database.write()``. Its body runs on the process's one
+write connection, inside ``BEGIN IMMEDIATE``, so a read-check-write
+sequence (D3's slot count) holds the write lock from its first read.
+sqlite-utils table calls made inside nest as savepoints.
+
+Group commit: a body that ends while other writers are queued does not
+commit on its own. Its work stays in the open transaction (as a released
+savepoint), the next writer's body runs after it, and the last writer of
+the group commits once for all of them: one fsync instead of one per
+writer. Each ``write()`` returns only after the COMMIT that made its work
+durable, so nothing is acknowledged before it is on disk, and a body that
+raises rolls back its own savepoint only. A body sees the work of the
+bodies before it in its group, exactly as if they had committed one by
+one: the writes stay serialized, only their fsyncs are shared.
 """
 
 from __future__ import annotations
@@ -15,9 +28,27 @@ from pathlib import Path
 
 import sqlite_utils
 
+# A group commits after this many bodies even while writers keep queuing,
+# so its first writer never waits on an unbounded stream of later ones.
+MAX_GROUP = 32
+# A body that ended without committing counted on a queued writer to do it.
+# If that writer gave up, the one waiting commits the group itself after this.
+_FLUSH_AFTER = 0.05
+
+
+class _Group:
+    """The bodies that share one transaction on the write connection."""
+
+    __slots__ = ("bodies", "done", "error")
+
+    def __init__(self) -> None:
+        self.bodies = 0
+        self.done = False
+        self.error: BaseException | None = None
+
 
 class Database:
-    """A SQLite file opened per thread with the settings every store wants."""
+    """A SQLite file: a read connection per thread and one write connection."""
 
     def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
         self.path = str(path)
@@ -31,6 +62,13 @@ class Database:
         # handler (1-100 ms back-off per retry), which set the p99 under load.
         # busy_timeout still covers writers in other processes.
         self._write_lock = threading.Lock()
+        self._writer: sqlite_utils.Database | None = None
+        # Guards _queued and _group; notified when a group commits.
+        self._state = threading.Condition()
+        self._queued = 0  # threads waiting for _write_lock
+        self._group: _Group | None = None  # the open transaction on the writer
+        self.commits = 0  # COMMITs issued (the bench reports writes per commit)
+        self.bodies = 0  # write() bodies that committed
 
     def _connect(self) -> sqlite_utils.Database:
         # isolation_level=None: we issue BEGIN ourselves (see write()).
@@ -45,7 +83,10 @@ class Database:
 
     @property
     def db(self) -> sqlite_utils.Database:
-        """This thread's sqlite-utils Database."""
+        """This thread's sqlite-utils Database: the write connection inside ``write()``."""
+        if getattr(self._local, "writing", False):
+            assert self._writer is not None
+            return self._writer
         db = getattr(self._local, "db", None)
         if db is None:
             db = self._local.db = self._connect()
@@ -57,31 +98,112 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[sqlite_utils.Database]:
-        """One write transaction holding the write lock from its first statement."""
-        conn = self.conn
-        if conn.in_transaction:  # nested use joins the outer transaction
-            yield self.db
+        """One write transaction holding the write lock from its first statement.
+
+        Returns once the work is committed (possibly together with other
+        writers' work, see the module doc); raises if the body or the
+        COMMIT failed, and then none of the body's work is kept.
+        """
+        if getattr(self._local, "writing", False):  # nested use joins the outer write
+            assert self._writer is not None
+            yield self._writer
             return
-        if not self._write_lock.acquire(timeout=30):
+        with self._state:
+            self._queued += 1
+        acquired = self._write_lock.acquire(timeout=30)
+        with self._state:
+            self._queued -= 1
+        if not acquired:
             raise TimeoutError("database write lock not acquired in 30 s")
         callbacks: list[Callable[[], None]] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            group = self._join_group()
+            conn = self._writer_conn()
+            conn.execute("SAVEPOINT keyslot_write")
+            self._local.writing = True
             self._local.after_commit = callbacks
             try:
-                yield self.db
-            except BaseException:
+                yield self._writer  # type: ignore[misc]
+            except BaseException as exc:
                 callbacks.clear()
-                conn.execute("ROLLBACK")
+                self._undo_body(conn, group, exc)
                 raise
             else:
-                conn.execute("COMMIT")
+                conn.execute("RELEASE keyslot_write")
+                group.bodies += 1
+            finally:
+                self._local.writing = False
+                self._local.after_commit = None
+                if self._group is group and (self._queued == 0 or group.bodies >= MAX_GROUP):
+                    self._commit(group)
         finally:
-            self._local.after_commit = None
             self._write_lock.release()
+        self._await_commit(group)
         # After the lock is released: a callback may wait (e.g. for cache acks).
         for callback in callbacks:
             callback()
+
+    def _writer_conn(self) -> sqlite3.Connection:
+        if self._writer is None:
+            self._writer = self._connect()
+        return self._writer.conn
+
+    def _join_group(self) -> _Group:
+        """The open group, or a new one with its BEGIN IMMEDIATE (write lock held)."""
+        if self._group is None:
+            self._writer_conn().execute("BEGIN IMMEDIATE")
+            self._group = _Group()
+        return self._group
+
+    def _undo_body(self, conn: sqlite3.Connection, group: _Group, exc: BaseException) -> None:
+        """Rolls back a failed body's savepoint; the group's earlier bodies stay."""
+        if conn.in_transaction:
+            conn.execute("ROLLBACK TO keyslot_write")
+            conn.execute("RELEASE keyslot_write")
+            return
+        # SQLite undid the whole transaction (a RAISE(ROLLBACK) trigger, a full
+        # disk): the earlier bodies of the group are lost with it, so they fail.
+        self._end_group(group, exc)
+
+    def _commit(self, group: _Group) -> None:
+        """COMMITs the open group (write lock held) and wakes its bodies' threads."""
+        conn = self._writer_conn()
+        error: BaseException | None = None
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            error = exc
+            with suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+        self.commits += 1
+        if error is None:
+            self.bodies += group.bodies
+        self._end_group(group, error)
+
+    def _end_group(self, group: _Group, error: BaseException | None) -> None:
+        with self._state:
+            group.done, group.error = True, error
+            if self._group is group:
+                self._group = None
+            self._state.notify_all()
+
+    def _await_commit(self, group: _Group) -> None:
+        """Blocks until ``group`` committed; raises if its COMMIT failed."""
+        while True:
+            with self._state:
+                if not group.done:
+                    self._state.wait(_FLUSH_AFTER)
+                if group.done:
+                    break
+            # The writer this body counted on never came: commit the group here.
+            with self._write_lock:
+                if self._group is group:
+                    self._commit(group)
+        if group.error is not None:
+            raise sqlite3.OperationalError(
+                f"the write was not committed: {group.error}"
+            ) from group.error
 
     def on_commit(self, callback: Callable[[], None]) -> None:
         """Runs ``callback`` once the current ``write()`` commits; never after a rollback.
@@ -114,3 +236,4 @@ class Database:
                 with suppress(sqlite3.Error):
                     conn.close()
             self._all.clear()
+        self._writer = None
