@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +23,7 @@ _CODE_TIMES = {
     "term_start": "term_start_us",
 }
 _CODE_SPANS = ("duration", "grace", "paused_total")
+_CODE_FIELDS = fields(CodeRecord)
 _CODE_BOOLS = ("trial", "free", "auto_renew", "blocked", "cancel_at_period_end")
 
 
@@ -36,7 +37,8 @@ def _span(value: int | None) -> timedelta | None:
 
 def code_to_row(rec: CodeRecord, now: datetime) -> dict[str, Any]:
     """The stored row of a code; expire_us is an index helper for the sweeper only."""
-    row = asdict(rec)
+    # A shallow copy: asdict() deep-copies every value, and showed in the profile.
+    row = {f.name: getattr(rec, f.name) for f in _CODE_FIELDS}
     row.pop("console_managed")
     for name, column in _CODE_TIMES.items():
         row[column] = to_epoch_us(row.pop(name))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from keyslot.runtime.db import Database
+from sqlite_utils.db import NotFoundError
 
 from tests.harness import wait_for
 
@@ -140,4 +141,25 @@ def test_a_group_whose_next_writer_gave_up_is_committed_by_its_own_writer(
         with db._state:
             db._queued -= 1
     assert _committed(path) == [1]
+    db.close()
+
+
+def test_one_row_writes_keep_sqlite_utils_semantics_on_the_plain_path(tmp_path: Path) -> None:
+    db = Database(tmp_path / "t.db")
+    db.db["t"].create({"k": str, "a": int, "b": str}, pk="k")
+    with db.write() as w:
+        w["t"].insert({"k": "x", "a": 1, "b": "one"})
+        with pytest.raises(sqlite3.IntegrityError):  # a taken key is refused, as before
+            w["t"].insert({"k": "x", "a": 2, "b": "two"})
+        w["t"].update("x", {"a": 3})
+        with pytest.raises(NotFoundError):
+            w["t"].update("missing", {"a": 4})
+        w["t"].upsert({"k": "x", "b": "uno"}, pk="k")  # leaves a alone
+        w["t"].upsert({"k": "y", "a": 5}, pk="k")
+        w["t"].insert({"k": "z", "a": 6, "b": {"json": True}})  # converted by sqlite-utils
+    assert db.query("SELECT * FROM t ORDER BY k") == [
+        {"k": "x", "a": 3, "b": "uno"},
+        {"k": "y", "a": 5, "b": None},
+        {"k": "z", "a": 6, "b": '{"json": true}'},
+    ]
     db.close()
