@@ -38,7 +38,7 @@ def activate_hooks(store) -> hs.Hooks:  # type: ignore[no-untyped-def]
         return None
 
     # PREPARED is mid-call: an orphaned one is undone by recovery.
-    return hs.Hooks(on_prepared, nothing, nothing, prepared_is_stable=False)
+    return hs.Hooks(on_prepared, nothing, nothing, prepared_is_stable=False, commit_at_once=True)
 
 
 class ActivationApi(ApiBase):
@@ -99,8 +99,7 @@ class ActivationApi(ApiBase):
                         handshake_id=hid,
                     )
                     self.store.put_outcome(scope, request_id, 0, handshake_id=hid, **record)
-                self.handshakes.prepare(hid)
-                self.handshakes.request_commit(hid)
+                self.handshakes.prepare(hid)  # ends COMMITTING (commit_at_once)
                 grant = self.handshakes.commit(hid)
         except DeviceError as err:
             if not err.transient:

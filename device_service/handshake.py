@@ -8,6 +8,9 @@ repeat of any step is the same request (H1):
         |                                      |             |
         +---------- refusal / orphan ----------+--> ABORTING +--> ABORTED
 
+ACTIVATE commits within its one call, so its local write after the prepare
+goes from PREPARING straight to COMMITTING (``Hooks.commit_at_once``).
+
 Purposes (ACTIVATE, SEND, RESERVE) plug in ``Hooks`` that write their own
 rows (slot claim, delivery, reserve) inside the same transaction as the step
 change. Generic parts live here once: releasing the handshake's slots on
@@ -72,6 +75,9 @@ class Hooks:
     on_aborted: Callable[[Db, Row, int], None]
     # Whether PREPARED waits for a later step (SEND, RESERVE) or is mid-call (ACTIVATE).
     prepared_is_stable: bool
+    # ACTIVATE commits in the same call: the local write after a prepare goes
+    # straight to COMMITTING (one transaction less; recovery then rolls forward).
+    commit_at_once: bool = False
 
 
 def request_ids(handshake_id: str) -> tuple[str, str, str]:
@@ -252,7 +258,8 @@ class Handshakes:
         try:
             with self.store.write() as db:
                 hooks.on_prepared(db, row, grant, self.now_us())
-                self._set(handshake_id, step=PREPARED, grant_id=grant.grant_id)
+                step = COMMITTING if hooks.commit_at_once else PREPARED
+                self._set(handshake_id, step=step, grant_id=grant.grant_id)
         except DeviceError as err:
             self._set(
                 handshake_id,

@@ -238,19 +238,23 @@ class Database:
             raise TimeoutError("database write lock not acquired in 30 s")
         callbacks: list[Callable[[], None]] = []
         try:
+            # The first body of a group needs no savepoint: undoing it is a ROLLBACK.
+            first = self._group is None
             group = self._join_group()
             conn = self._writer_conn()
-            conn.execute("SAVEPOINT keyslot_write")
+            if not first:
+                conn.execute("SAVEPOINT keyslot_write")
             self._local.writing = True
             self._local.after_commit = callbacks
             try:
                 yield self._writer  # type: ignore[misc]
             except BaseException as exc:
                 callbacks.clear()
-                self._undo_body(conn, group, exc)
+                self._undo_body(conn, group, exc, first)
                 raise
             else:
-                conn.execute("RELEASE keyslot_write")
+                if not first:
+                    conn.execute("RELEASE keyslot_write")
                 group.bodies += 1
             finally:
                 self._local.writing = False
@@ -276,8 +280,16 @@ class Database:
             self._group = _Group()
         return self._group
 
-    def _undo_body(self, conn: sqlite3.Connection, group: _Group, exc: BaseException) -> None:
+    def _undo_body(
+        self, conn: sqlite3.Connection, group: _Group, exc: BaseException, first: bool
+    ) -> None:
         """Rolls back a failed body's savepoint; the group's earlier bodies stay."""
+        if first:  # alone in its group: the whole transaction is the body's
+            with suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            self._end_group(group, None)
+            return
         if conn.in_transaction:
             conn.execute("ROLLBACK TO keyslot_write")
             conn.execute("RELEASE keyslot_write")
