@@ -183,7 +183,9 @@ class DeliveriesApi(ApiBase):
                     )
                     self.store.put_outcome(scope, request_id, pos, handshake_id=hid, **record)
                 self.handshakes.prepare(hid)
-            self.store.put_outcome(scope, request_id, pos, delivery_id=delivery_id, **record)
+            # The outcome row already names the handshake, whose owner is the
+            # delivery: a replay finds it from there (_replay_send), so no
+            # transaction of its own records the delivery id.
             return {"delivery": convert.delivery(self.store.delivery(delivery_id))}
         except DeviceError as err:
             if not err.transient:
