@@ -6,14 +6,14 @@ from typing import Any
 
 from keyslot.device.v1 import device_service_pb2 as pb
 from keyslot.license.v1 import license_service_pb2 as lpb
-from keyslot.runtime.timeconv import from_epoch_us, to_timestamp
+from keyslot.runtime.timeconv import timestamp_from_epoch_us
 
 Row = dict[str, Any]
 
 
 def ts(us: int | None):  # type: ignore[no-untyped-def]
     """Epoch microseconds as a Timestamp; None stays unset."""
-    return to_timestamp(from_epoch_us(us)) if us is not None else None
+    return timestamp_from_epoch_us(us)
 
 
 def account(row: Row) -> pb.Account:
