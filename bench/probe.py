@@ -1,4 +1,4 @@
-"""`python -m bench.probe [activate|send|checkin] [-n N]`: one client, one call at a time.
+"""`python -m bench.probe KIND [-n N]`: one client, one call at a time.
 
 The load scenarios measure throughput with 16 calls in flight, where thread
 and GIL contention add to every figure. This probe sends one call at a time
@@ -37,6 +37,13 @@ def _setup(kind: str, api: Api, channel: grpc.Channel, n: int) -> Callable[[], A
     if kind == "checkin":
         api.activate(device, api.issue(1)[0])
         return op_checkin(channel, {"credentials": [device.credential]})
+    if kind == "cold-checkin":
+        # Each call from another device with its own code: nothing is cached yet
+        # and each check-in records itself (as a fleet checking in hourly does).
+        devices = [device, *api.connect(account_id, n)]
+        pairs = list(zip(devices, api.issue(n + 1), strict=True))
+        api.parallel(lambda dc: api.activate(*dc), pairs, 8)
+        return op_checkin(channel, {"credentials": [d.credential for d in devices]})
     # send: codes of growing duration, so each one expires later than the last (D5)
     batches = api.parallel(lambda k: api.issue(1, hours=k), range(n + 1), 8)
     codes = [c for batch in batches for c in batch]
@@ -77,7 +84,7 @@ def probe(kind: str, n: int, workdir: Path) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.probe", description=__doc__)
-    parser.add_argument("kind", choices=["activate", "send", "checkin"])
+    parser.add_argument("kind", choices=["activate", "send", "checkin", "cold-checkin"])
     parser.add_argument("-n", type=int, default=300, help="calls measured (default 300)")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="keyslot-probe-"))

@@ -39,7 +39,7 @@ _FLUSH_AFTER = 0.05
 
 # Values sqlite3 binds as they are; anything else takes sqlite-utils' own path
 # (which turns dicts and lists into JSON).
-_PLAIN = (str, int, float, bytes, type(None))
+_PLAIN = frozenset({str, int, bool, float, bytes, type(None)})
 
 
 class _Table(Table):
@@ -93,6 +93,7 @@ class _SqliteUtils(sqlite_utils.Database):
         super().__init__(conn)
         self._shapes: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {}  # columns, pks
         self._statements: dict[tuple[str, str, tuple[str, ...]], str] = {}
+        self._fits: dict[tuple[str, tuple[str, ...], bool], bool] = {}  # plain(), by shape
 
     def table(self, table_name: str, **kwargs: object) -> Table:  # type: ignore[override]
         if kwargs or table_name not in self._shapes and not self._learn(table_name):
@@ -124,13 +125,16 @@ class _SqliteUtils(sqlite_utils.Database):
     def plain(self, table: str, record: dict, keys: bool = False) -> bool:
         """Whether ``record`` fits the plain path: known columns (with the whole
         primary key if ``keys``), values sqlite3 binds as they are."""
-        shape = self._shapes.get(table)
-        return (
-            shape is not None
-            and shape[0].issuperset(record)
-            and (not keys or all(k in record for k in shape[1]))
-            and all(isinstance(v, _PLAIN) for v in record.values())
-        )
+        shape_key = (table, tuple(record), keys)
+        fits = self._fits.get(shape_key)
+        if fits is None:
+            shape = self._shapes.get(table)
+            fits = self._fits[shape_key] = (
+                shape is not None
+                and shape[0].issuperset(record)
+                and (not keys or all(k in record for k in shape[1]))
+            )
+        return fits and all(type(v) in _PLAIN for v in record.values())
 
     def statement(self, op: str, table: str, columns: tuple[str, ...]) -> str:
         """The SQL of ``op`` on ``table`` for ``columns``, built once per shape."""
