@@ -67,12 +67,14 @@ class ApiBase:
         """The calling device (device credential), connected."""
         p = self.principal()
         rules.require_device(p)
-        row = self.store.device(p.device_id)
-        if row is None or row["disconnect_us"] is not None:
-            raise DeviceError.not_found(
-                "DEVICE_NOT_FOUND", "the device is not connected", deviceId=p.device_id
-            )
-        return row
+        return _connected(self.store.device(p.device_id), p.device_id)
+
+    def own_check_in_view(self) -> tuple[Row, Row | None, list[Row]]:
+        """own_device, with its shown reserve and PENDING deliveries (one read)."""
+        p = self.principal()
+        rules.require_device(p)
+        row, reserve, pending = self.store.check_in_view(p.device_id)
+        return _connected(row, p.device_id), reserve, pending
 
     def delivery_for(self, delivery_id: str) -> Row:
         """A delivery of the caller's account, or to the calling device; NOT_FOUND else."""
@@ -106,3 +108,11 @@ class ApiBase:
         offset = rules.page_offset(page_token)
         rows = self.store.query(f"{sql} LIMIT ? OFFSET ?", (*params, size + 1, offset))
         return rows[:size], rules.next_page_token(offset, size, len(rows))
+
+
+def _connected(row: Row | None, device_id: str) -> Row:
+    if row is None or row["disconnect_us"] is not None:
+        raise DeviceError.not_found(
+            "DEVICE_NOT_FOUND", "the device is not connected", deviceId=device_id
+        )
+    return row

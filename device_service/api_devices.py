@@ -185,7 +185,7 @@ class DevicesApi(ApiBase):
         return pb.DisconnectDeviceResponse(device=convert.device(row))
 
     def CheckIn(self, request: pb.CheckInRequest, context) -> pb.CheckInResponse:  # type: ignore[no-untyped-def]
-        device = self.own_device()
+        device, reserve, pending = self.own_check_in_view()
         now_us = self.now_us()
         changes: dict[str, object] = {}
         if request.app_version:
@@ -201,12 +201,6 @@ class DevicesApi(ApiBase):
             self.store.update_device(device["device_id"], changes)
             device = {**device, **changes}
         for attempt in range(2):
-            reserve = self.store.shown_reserve(device["device_id"])
-            pending = self.store.query(
-                "SELECT * FROM deliveries WHERE device_id = ? AND state = 'PENDING'"
-                " ORDER BY create_us",
-                (device["device_id"],),
-            )
             # The hot path: one round-trip to the license service (two after a take-over).
             wanted = [
                 c
@@ -220,7 +214,7 @@ class DevicesApi(ApiBase):
                 break
             # A due reserve takes over first, so the answer already shows it (D9).
             self.reserves.take_over(device["device_id"], allow_failed=False)
-            device = self.own_device()
+            device, reserve, pending = self.own_check_in_view()
         return pb.CheckInResponse(
             device=convert.device(device),
             code=codes.get(device["current_code"]) if device["current_code"] else None,

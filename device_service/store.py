@@ -7,7 +7,9 @@ the same write lock.
 
 from __future__ import annotations
 
+import json
 import secrets
+import sqlite3
 import threading
 from typing import Any
 
@@ -58,6 +60,7 @@ class DeviceStore(Database):
         self._principals: dict[str, Principal] = {}
         self._principals_generation = 0
         self._principals_lock = threading.Lock()
+        self._check_in_sql: str | None = None
 
     def create_schema(self) -> None:
         """Creates missing tables and indexes; safe on every start."""
@@ -398,12 +401,26 @@ class DeviceStore(Database):
     def shown_reserve(self, device_id: str) -> Row | None:
         """The reserve the license details show: the live one, else the one now current."""
         return self.one(
-            "SELECT r.* FROM reserves r JOIN devices d USING (device_id)"
-            " WHERE r.device_id = ? AND (r.state IN ('WAITING', 'FAILED')"
-            " OR (r.state = 'ACTIVATED' AND r.code = d.current_code))"
-            " ORDER BY r.state = 'ACTIVATED', r.add_us DESC LIMIT 1",
+            f"SELECT r.* FROM reserves r JOIN devices d USING (device_id) WHERE {_SHOWN_RESERVE}",
             (device_id,),
         )
+
+    def check_in_view(self, device_id: str) -> tuple[Row | None, Row | None, list[Row]]:
+        """The device, its shown reserve and its PENDING deliveries, in one statement.
+
+        A check-in needs all three. One statement instead of three matters
+        under load: every SQLite call gives up the GIL and waits to get it
+        back behind the other worker threads (the same three reads cost about
+        37 us of CPU on one thread and about 150 us with 16 threads running).
+        """
+        if self._check_in_sql is None:
+            self._check_in_sql = _check_in_sql(self.conn)
+        row = self.one(self._check_in_sql, (device_id,))
+        if row is None:
+            return None, None, []
+        reserve, pending = row.pop("_reserve"), row.pop("_pending")
+        deliveries = sorted(json.loads(pending), key=lambda d: d["create_us"])
+        return row, json.loads(reserve) if reserve else None, deliveries
 
     def used_slots(self, code: str) -> int:
         """Active plus pending slots of a code (D3)."""
@@ -497,3 +514,34 @@ class DeviceStore(Database):
         key = {"scope": scope, "request_id": request_id, "position": position}
         with self.write() as db:
             db["request_outcomes"].upsert({**key, **values}, pk=("scope", "request_id", "position"))
+
+
+# The reserve shown with a device (``r`` joined with its device ``d``, by ``r.device_id = ?``).
+_SHOWN_RESERVE = (
+    "r.device_id = ? AND (r.state IN ('WAITING', 'FAILED')"
+    " OR (r.state = 'ACTIVATED' AND r.code = d.current_code))"
+    " ORDER BY r.state = 'ACTIVATED', r.add_us DESC LIMIT 1"
+)
+
+
+def _check_in_sql(conn: sqlite3.Connection) -> str:
+    """check_in_view's statement; the reserve and the deliveries come back as JSON
+    objects with every column of their tables (read from the schema)."""
+
+    def as_json(table: str, alias: str) -> str:
+        columns = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+        return "json_object(" + ", ".join(f"'{c}', {alias}.{c}" for c in columns) + ")"
+
+    reserve = (
+        f"(SELECT {as_json('reserves', 'r')} FROM reserves r"
+        f" WHERE {_SHOWN_RESERVE.replace('r.device_id = ?', 'r.device_id = d.device_id')})"
+    )
+    pending = (
+        f"(SELECT json_group_array(json({as_json('deliveries', 'p')})) FROM"
+        " (SELECT * FROM deliveries WHERE device_id = d.device_id AND state = 'PENDING'"
+        " ORDER BY create_us) p)"
+    )
+    return (
+        f"SELECT d.*, {reserve} AS _reserve, {pending} AS _pending"
+        " FROM devices d WHERE d.device_id = ?"
+    )

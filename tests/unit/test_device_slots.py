@@ -80,3 +80,52 @@ def test_d1_connection_codes_have_60_bits_and_forgive_typing() -> None:
     sloppy = code.lower().replace("-", " ").replace("0", "o").replace("1", "l")
     assert rules.normalize_connection_code(sloppy) == code.replace("-", "")
     assert rules.normalize_connection_code("not-a-code") is None
+
+
+def test_check_in_view_reads_what_the_three_separate_reads_read(tmp_path: Path) -> None:
+    store = DeviceStore(str(tmp_path / "device.db"))
+    device = {
+        "device_id": "dev_1",
+        "account_id": "acc_1",
+        "platform": 3,
+        "app_version": "10.0",
+        "region": "FI",
+        "display_name": "laptop",
+        "current_code": CODE,
+        "connect_us": 1_700_000_000_000_001,
+        "update_us": 2,
+        "disconnect_us": None,
+        "last_check_in_us": None,
+    }
+    reserve = {
+        "reserve_id": "rsv_1",
+        "device_id": "dev_1",
+        "account_id": "acc_1",
+        "code": "ZZZZZ-12345-FGHIJ-67890",
+        "state": "WAITING",
+        "failure_reason": "",
+        "failure_message": "",
+        "handshake_id": None,
+        "grant_id": "",
+        "max_devices": 3,
+        "takeover_us": 2**60,
+        "add_us": 5,
+        "state_us": 5,
+    }
+    with store.write() as db:
+        db["devices"].insert(device)
+        db["reserves"].insert(reserve)
+        for i, state in enumerate(["PENDING", "DELIVERED", "PENDING"]):
+            db["deliveries"].insert(
+                {"delivery_id": f"dlv_{i}", "account_id": "acc_1", "device_id": "dev_1"}
+                | {"code": CODE, "state": state, "create_us": 10 - i, "expire_us": 20}
+            )
+    row, shown, pending = store.check_in_view("dev_1")
+    assert row == store.device("dev_1") == device
+    assert shown == store.shown_reserve("dev_1") == reserve  # types too: ints stay ints
+    assert pending == store.query(
+        "SELECT * FROM deliveries WHERE device_id = 'dev_1' AND state = 'PENDING'"
+        " ORDER BY create_us"
+    )
+    assert [d["delivery_id"] for d in pending] == ["dlv_2", "dlv_0"]
+    assert store.check_in_view("dev_missing") == (None, None, [])
