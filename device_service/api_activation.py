@@ -88,7 +88,7 @@ class ActivationApi(ApiBase):
         try:
             with self.handshakes.owned(hid):
                 with self.store.write() as db:
-                    self.handshakes.begin(
+                    row = self.handshakes.begin(
                         db,
                         purpose="ACTIVATE",
                         code=code,
@@ -99,8 +99,8 @@ class ActivationApi(ApiBase):
                         handshake_id=hid,
                     )
                     self.store.put_outcome(scope, request_id, 0, handshake_id=hid, **record)
-                self.handshakes.prepare(hid)  # ends COMMITTING (commit_at_once)
-                grant = self.handshakes.commit(hid)
+                prepared = self.handshakes.prepare(hid, row)  # ends COMMITTING (commit_at_once)
+                grant = self.handshakes.commit(hid, grant_id=prepared.grant_id)
         except DeviceError as err:
             if not err.transient:
                 self.store.put_outcome(

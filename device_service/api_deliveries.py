@@ -169,7 +169,7 @@ class DeliveriesApi(ApiBase):
             hid = new_id("hs")
             with self.handshakes.owned(hid):
                 with self.store.write() as db:
-                    self.handshakes.begin(
+                    row = self.handshakes.begin(
                         db,
                         purpose="SEND",
                         code=code,
@@ -182,7 +182,7 @@ class DeliveriesApi(ApiBase):
                         handshake_id=hid,
                     )
                     self.store.put_outcome(scope, request_id, pos, handshake_id=hid, **record)
-                self.handshakes.prepare(hid)
+                self.handshakes.prepare(hid, row)
             # The outcome row already names the handshake, whose owner is the
             # delivery: a replay finds it from there (_replay_send), so no
             # transaction of its own records the delivery id.
@@ -233,7 +233,8 @@ class DeliveriesApi(ApiBase):
                     "the delivery is being undone",
                     deliveryId=delivery["delivery_id"],
                 )
-            grant = self.handshakes.commit(hid, app_version=device["app_version"])
+            grant_id = row["grant_id"]  # read above under ownership; set at prepare
+            grant = self.handshakes.commit(hid, device["app_version"], grant_id)
         done = self.store.delivery(delivery["delivery_id"])
         return pb.CompleteDeliveryResponse(delivery=convert.delivery(done), code=grant.code_details)
 

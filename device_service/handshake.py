@@ -154,35 +154,34 @@ class Handshakes:
         deadline_us: int | None = None,
         owner_id: str = "",
         handshake_id: str | None = None,
-    ) -> str:
-        """Writes the PREPARING intent row (inside the caller's transaction)."""
+    ) -> Row:
+        """Writes the PREPARING intent row (inside the caller's transaction); returns it."""
         handshake_id = handshake_id or st.new_id("hs")
         now = self.now_us()
-        db["handshakes"].insert(
-            {
-                "handshake_id": handshake_id,
-                "purpose": purpose,
-                "step": PREPARING,
-                "code": code,
-                "device_id": device["device_id"],
-                "account_id": device["account_id"],
-                "app_version": device["app_version"],
-                "region": device["region"],
-                "current_code": device["current_code"] or "",
-                "caller_channel": caller_channel,
-                "caller_role": caller_role,
-                "grant_id": "",
-                "grant_expire_us": grant_expire_us,
-                "deadline_us": deadline_us,
-                "owner_id": owner_id,
-                "outcome": "",
-                "failure_reason": "",
-                "failure_message": "",
-                "create_us": now,
-                "update_us": now,
-            }
-        )
-        return handshake_id
+        row: Row = {
+            "handshake_id": handshake_id,
+            "purpose": purpose,
+            "step": PREPARING,
+            "code": code,
+            "device_id": device["device_id"],
+            "account_id": device["account_id"],
+            "app_version": device["app_version"],
+            "region": device["region"],
+            "current_code": device["current_code"] or "",
+            "caller_channel": caller_channel,
+            "caller_role": caller_role,
+            "grant_id": "",
+            "grant_expire_us": grant_expire_us,
+            "deadline_us": deadline_us,
+            "owner_id": owner_id,
+            "outcome": "",
+            "failure_reason": "",
+            "failure_message": "",
+            "create_us": now,
+            "update_us": now,
+        }
+        db["handshakes"].insert(row)
+        return row
 
     def _set(self, handshake_id: str, **values: Any) -> None:
         values["update_us"] = self.now_us()
@@ -238,14 +237,15 @@ class Handshakes:
             expire_time=to_timestamp(from_epoch_us(row["grant_expire_us"])),
         )
 
-    def prepare(self, handshake_id: str) -> lpb.Grant:
+    def prepare(self, handshake_id: str, row: Row | None = None) -> lpb.Grant:
         """Step 1 plus the purpose's local write, in order; raises the refusal.
 
         A refusal of the license service ends the handshake ABORTED (nothing is
         held). A local refusal (NO_FREE_SLOTS) aborts the grant just made. An
         unreachable license service leaves the row PREPARING for recovery.
+        ``row`` is the PREPARING row as ``begin`` wrote it, if the caller has it.
         """
-        row = self._row(handshake_id)
+        row = row if row is not None else self._row(handshake_id)
         crash_point("before_prepare")
         try:
             grant = self.license.prepare_grant(self._prepare_request(row))
@@ -273,13 +273,18 @@ class Handshakes:
             raise
         return grant
 
-    def commit(self, handshake_id: str, app_version: str = "") -> lpb.Grant:
-        """Step 2 for a row already COMMITTING; raises the refusal (H3) after settling."""
-        row = self._row(handshake_id)
+    def commit(
+        self, handshake_id: str, app_version: str = "", grant_id: str | None = None
+    ) -> lpb.Grant:
+        """Step 2 for a row already COMMITTING; raises the refusal (H3) after settling.
+
+        ``grant_id`` is the row's, if the caller just read or made it.
+        """
+        grant_id = grant_id or self._row(handshake_id)["grant_id"]
         _, commit_id, _ = request_ids(handshake_id)
         crash_point("before_commit")
         try:
-            grant = self.license.commit_grant(row["grant_id"], commit_id, app_version)
+            grant = self.license.commit_grant(grant_id, commit_id, app_version)
         except DeviceError as err:
             if err.transient and err.license_reason in ("", "INTERNAL"):
                 raise  # unknown outcome: stays COMMITTING, re-sent by retry or recovery
@@ -292,7 +297,7 @@ class Handshakes:
                 raise DeviceError.refused(
                     "DELIVERY_EXPIRED" if reason == "GRANT_EXPIRED" else "DELIVERY_NOT_PENDING",
                     "the grant ended before it was committed",
-                    grantId=row["grant_id"],
+                    grantId=grant_id,
                 ) from None
             # A re-check refused it (H3: blocked, paused, expired): the grant is
             # still PREPARED at the license service, so abort it.

@@ -24,6 +24,7 @@ _CODE_TIMES = {
 }
 _CODE_SPANS = ("duration", "grace", "paused_total")
 _CODE_FIELDS = fields(CodeRecord)
+PRODUCT_CACHE_SIZE = 10_000  # a catalogue, not a fleet
 _CODE_BOOLS = ("trial", "free", "auto_renew", "blocked", "cancel_at_period_end")
 
 
@@ -122,6 +123,9 @@ class LicenseStore(Database):
         self.create_schema()
         # Told of every committed code change, for the watchers' caches.
         self.feed = feed or CodeFeed()
+        # Products are never changed once created (there is no update or delete),
+        # so one read is exact forever; prepare and commit each need the product.
+        self._products: dict[str, Product] = {}
 
     def create_schema(self) -> None:
         """Creates missing tables and indexes; safe on every start."""
@@ -263,8 +267,15 @@ class LicenseStore(Database):
             return True
 
     def get_product(self, product_id: str) -> Product | None:
-        row = self.one("SELECT * FROM products WHERE product_id = ?", (product_id,))
-        return row_to_product(row) if row else None
+        product = self._products.get(product_id)
+        if product is None:
+            row = self.one("SELECT * FROM products WHERE product_id = ?", (product_id,))
+            if row is None:
+                return None  # a miss is not kept: the product may be created next
+            product = row_to_product(row)
+            if len(self._products) < PRODUCT_CACHE_SIZE:
+                self._products[product_id] = product
+        return product
 
     def list_products(self, after: str, limit: int) -> list[Product]:
         rows = self.query(
