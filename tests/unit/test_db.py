@@ -71,15 +71,21 @@ def _writer(db: Database, x: int, path: Path, seen: dict[int, list[int]], fail: 
     return threading.Thread(target=run)
 
 
-def _hold_the_write_lock(db: Database, path: Path, seen: dict[int, list[int]]):  # type: ignore[no-untyped-def]
-    """A writer (x=1) whose body waits until ``release`` is set."""
+def _hold_the_write_lock(db: Database, path: Path, seen: dict[int, list[int]], fail: bool = False):  # type: ignore[no-untyped-def]
+    """A writer (x=1) whose body waits until ``release`` is set (then raises if ``fail``)."""
     entered, release = threading.Event(), threading.Event()
 
     def run() -> None:
-        with db.write() as w:
-            w.execute("INSERT INTO t VALUES (1)")
-            entered.set()
-            assert release.wait(10)
+        try:
+            with db.write() as w:
+                w.execute("INSERT INTO t VALUES (1)")
+                entered.set()
+                assert release.wait(10)
+                if fail:
+                    raise RuntimeError("body refused")
+        except RuntimeError:
+            seen[1] = []
+            return
         seen[1] = _committed(path)
 
     thread = threading.Thread(target=run)
@@ -125,6 +131,57 @@ def test_a_failed_body_in_a_group_rolls_back_only_its_own_work(tmp_path: Path) -
         thread.join(10)
     assert seen[2] == []  # it got its error
     assert _committed(path) == [1, 3]
+    db.close()
+
+
+def test_a_failed_first_body_undoes_only_itself_and_the_queued_writers_commit(
+    tmp_path: Path,
+) -> None:
+    path, db = _table(tmp_path)
+    seen: dict[int, list[int]] = {}
+    first, release = _hold_the_write_lock(db, path, seen, fail=True)
+    others = [_writer(db, x, path, seen) for x in (2, 3)]
+    for thread in others:
+        thread.start()
+    wait_for(lambda: db._queued == 2, "two writers queued behind the failing first")
+    release.set()
+    for thread in (first, *others):
+        thread.join(10)
+    assert seen == {1: [], 2: [2, 3], 3: [2, 3]}
+    assert _committed(path) == [2, 3]
+    db.close()
+
+
+def test_many_writers_keep_exactly_the_writes_that_returned(tmp_path: Path) -> None:
+    """16 threads, every fifth body refused: what is on disk is exactly what succeeded."""
+    path, db = _table(tmp_path)
+    succeeded: list[int] = []
+    lock = threading.Lock()
+
+    def writer(t: int) -> None:
+        for i in range(40):
+            x = t * 1000 + i
+            try:
+                with db.write() as w:
+                    w.execute("INSERT INTO t VALUES (?)", (x,))
+                    with db.write():  # nested: same body
+                        w.execute("INSERT INTO t VALUES (?)", (-x,))
+                    if x % 5 == 0:
+                        raise RuntimeError("refused")
+            except RuntimeError:
+                continue
+            with lock:
+                succeeded.append(x)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    expected = sorted([x for x in succeeded] + [-x for x in succeeded])
+    assert len(succeeded) == 16 * 40 * 4 // 5
+    assert _committed(path) == expected
+    assert db.bodies == len(succeeded) and db.commits <= db.bodies
     db.close()
 
 
