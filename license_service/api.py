@@ -6,6 +6,7 @@ Idempotency by request id (H1) lives here because it stores the proto answer
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import threading
@@ -47,6 +48,7 @@ MAX_GRACE = timedelta(days=365)
 MAX_GRANT_HOLD = timedelta(days=3660)  # a reserve may wait for its take-over for years
 
 
+@functools.cache  # a handful of names; every code in every answer converts six or more
 def _name(enum_type: Any, value: str) -> Any:
     """A domain name ("SUBSCRIPTION") as the proto enum number."""
     prefix = enum_type.DESCRIPTOR.values_by_number[0].name.removesuffix("UNSPECIFIED")
