@@ -247,6 +247,9 @@ class DeviceStore(Database):
             "CREATE UNIQUE INDEX IF NOT EXISTS reserves_one_live ON reserves(device_id)"
             " WHERE state IN ('WAITING', 'FAILED')",
             "CREATE INDEX IF NOT EXISTS reserves_due ON reserves(state, takeover_us)",
+            # A device's reserves in any state: the shown reserve (check-in, license
+            # details) may be an ACTIVATED one, which reserves_one_live does not hold.
+            "CREATE INDEX IF NOT EXISTS reserves_device ON reserves(device_id, state)",
             "CREATE INDEX IF NOT EXISTS slots_code_state ON slots(code, state)",
             "CREATE INDEX IF NOT EXISTS slots_device_state ON slots(device_id, state)",
             "CREATE INDEX IF NOT EXISTS slots_handshake ON slots(handshake_id)",

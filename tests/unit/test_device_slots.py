@@ -9,6 +9,7 @@ import pytest
 from keyslot.runtime.auth import hash_token
 
 from device_service import rules
+from device_service import store as store_module
 from device_service.errors import DeviceError
 from device_service.store import DeviceStore
 
@@ -129,3 +130,18 @@ def test_check_in_view_reads_what_the_three_separate_reads_read(tmp_path: Path) 
     )
     assert [d["delivery_id"] for d in pending] == ["dlv_2", "dlv_0"]
     assert store.check_in_view("dev_missing") == (None, None, [])
+
+
+def test_the_shown_reserve_is_found_by_device_not_by_scanning_a_state(tmp_path: Path) -> None:
+    """Every take-over leaves an ACTIVATED reserve: finding a device's shown
+    reserve must search by device, or each check-in reads all of them."""
+    store = DeviceStore(str(tmp_path / "device.db"))
+    shown = (
+        "SELECT r.* FROM reserves r JOIN devices d USING (device_id)"
+        f" WHERE {store_module._SHOWN_RESERVE}"
+    )
+    for sql in (store_module._check_in_sql(store.conn), shown):
+        plan = [row[3] for row in store.conn.execute("EXPLAIN QUERY PLAN " + sql, ("dev_1",))]
+        on_reserves = [step for step in plan if " r " in f"{step} "]
+        assert on_reserves, plan
+        assert all("(device_id=?" in step for step in on_reserves), plan
