@@ -21,6 +21,8 @@ from keyslot.runtime.errors import FieldViolation
 from device_service.code_cache import CodeCache
 from device_service.errors import DeviceError
 
+BATCH_LIMIT = 1000  # codes per BatchGetCodes call (the contract's limit)
+
 
 class LicensePeer:
     """A channel to the license service, authenticated as the peer."""
@@ -82,7 +84,14 @@ class LicensePeer:
         return [self.call("GetCode", lpb.GetCodeRequest(code=codes[0])).code]
 
     def _batch_get(self, codes: list[str]) -> list[lpb.Code]:
-        return list(self.call("BatchGetCodes", lpb.BatchGetCodesRequest(codes=codes)).codes)
+        # BatchGetCodes takes at most BATCH_LIMIT codes: a longer list (the
+        # sweeper's due take-overs after a mass expiry) goes in several calls
+        # rather than being refused as a whole on every pass.
+        found: list[lpb.Code] = []
+        for start in range(0, len(codes), BATCH_LIMIT):
+            request = lpb.BatchGetCodesRequest(codes=codes[start : start + BATCH_LIMIT])
+            found += self.call("BatchGetCodes", request).codes
+        return found
 
     # The grant RPCs of the handshake (H1: every one carries a request id).
     def prepare_grant(self, request: lpb.PrepareGrantRequest) -> lpb.Grant:
