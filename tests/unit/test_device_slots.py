@@ -11,6 +11,7 @@ from keyslot.runtime.auth import hash_token
 from device_service import rules
 from device_service import store as store_module
 from device_service.errors import DeviceError
+from device_service.reserve import DUE_AT_ONCE, DUE_BY
 from device_service.store import DeviceStore
 
 CODE = "ABCDE-12345-FGHIJ-67890"
@@ -145,3 +146,12 @@ def test_the_shown_reserve_is_found_by_device_not_by_scanning_a_state(tmp_path: 
         on_reserves = [step for step in plan if " r " in f"{step} "]
         assert on_reserves, plan
         assert all("(device_id=?" in step for step in on_reserves), plan
+
+
+def test_d9_the_sweeper_finds_due_reserves_by_their_moment_not_by_reading_all(
+    tmp_path: Path,
+) -> None:
+    store = DeviceStore(str(tmp_path / "device.db"))
+    for sql, params in ((DUE_AT_ONCE, ()), (DUE_BY, (1,))):
+        plan = [row[3] for row in store.conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
+        assert any("reserves_due (state=? AND takeover_us" in step for step in plan), plan
