@@ -192,7 +192,7 @@ class Database:
         self._state = threading.Condition()
         self._queued = 0  # threads waiting for _write_lock
         self._group: _Group | None = None  # the open transaction on the writer
-        self.commits = 0  # COMMITs issued (the bench reports writes per commit)
+        self.commits = 0  # COMMITs issued (read by tests: bodies per commit)
         self.bodies = 0  # write() bodies that committed
 
     def _connect(self) -> sqlite_utils.Database:
