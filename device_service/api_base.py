@@ -10,6 +10,7 @@ from keyslot.runtime.clock import Clock
 from keyslot.runtime.timeconv import to_epoch_us
 
 from device_service import rules
+from device_service.check_in_cache import CheckInView
 from device_service.errors import DeviceError
 from device_service.handshake import Handshakes
 from device_service.license_client import LicensePeer
@@ -69,12 +70,13 @@ class ApiBase:
         rules.require_device(p)
         return _connected(self.store.device(p.device_id), p.device_id)
 
-    def own_check_in_view(self) -> tuple[Row, Row | None, list[Row]]:
-        """own_device, with its shown reserve and PENDING deliveries (one read)."""
+    def own_check_in_view(self) -> CheckInView:
+        """own_device, with its shown reserve and PENDING deliveries (one read or none)."""
         p = self.principal()
         rules.require_device(p)
-        row, reserve, pending = self.store.check_in_view(p.device_id)
-        return _connected(row, p.device_id), reserve, pending
+        view = self.store.check_in_view(p.device_id)
+        _connected(view.device, p.device_id)
+        return view
 
     def delivery_for(self, delivery_id: str) -> Row:
         """A delivery of the caller's account, or to the calling device; NOT_FOUND else."""

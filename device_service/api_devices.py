@@ -13,6 +13,7 @@ from device_service import convert, rules
 from device_service import store as st
 from device_service.api_base import ApiBase
 from device_service.api_reserve import reserve_message
+from device_service.check_in_cache import CheckInView
 from device_service.errors import DeviceError
 from device_service.reserve import Reserves
 
@@ -185,7 +186,9 @@ class DevicesApi(ApiBase):
         return pb.DisconnectDeviceResponse(device=convert.device(row))
 
     def CheckIn(self, request: pb.CheckInRequest, context) -> pb.CheckInResponse:  # type: ignore[no-untyped-def]
-        device, reserve, pending = self.own_check_in_view()
+        view = self.own_check_in_view()
+        device, reserve, pending = view.device, view.reserve, view.pending
+        assert device is not None
         now_us = self.now_us()
         changes: dict[str, object] = {}
         if request.app_version:
@@ -200,6 +203,7 @@ class DevicesApi(ApiBase):
             # check-in in the queue for SQLite's single writer.
             self.store.update_device(device["device_id"], changes)
             device = {**device, **changes}
+            view = CheckInView(device, reserve, pending)
         for attempt in range(2):
             # The hot path: one round-trip to the license service (two after a take-over).
             wanted = [
@@ -214,11 +218,16 @@ class DevicesApi(ApiBase):
                 break
             # A due reserve takes over first, so the answer already shows it (D9).
             self.reserves.take_over(device["device_id"], allow_failed=False)
-            device, reserve, pending = self.own_check_in_view()
+            view = self.own_check_in_view()
+            device, reserve, pending = view.device, view.reserve, view.pending
+            assert device is not None
+        if view.messages is None:  # kept on the view: a kept view is built once
+            view.messages = (convert.device(device), [convert.delivery(d) for d in pending])
+        device_message, pending_messages = view.messages
         return pb.CheckInResponse(
-            device=convert.device(device),
+            device=device_message,
             code=codes.get(device["current_code"]) if device["current_code"] else None,
-            pending_deliveries=[convert.delivery(d) for d in pending],
+            pending_deliveries=pending_messages,
             reserve=reserve_message(reserve, codes.get(reserve["code"]) if reserve else None),
             server_time=to_timestamp(self.now()),
         )

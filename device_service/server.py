@@ -16,7 +16,7 @@ from keyslot.runtime.settings import add_common_flags, truthy
 from device_service.api import DeviceApi
 from device_service.errors import DOMAIN
 from device_service.license_client import LicensePeer
-from device_service.store import DeviceStore
+from device_service.store import CHECK_IN_CACHE_SIZE, DeviceStore
 from device_service.sweeper import Sweeper
 
 SERVICE_NAME = "keyslot.device.v1.DeviceService"
@@ -42,6 +42,7 @@ class Settings:
     test_clock_file: str | None = None
     log_calls: bool = True
     code_cache_size: int = 20_000
+    check_in_cache_size: int = CHECK_IN_CACHE_SIZE
     code_cache_max_age: float = 60.0
 
     @classmethod
@@ -91,6 +92,14 @@ class Settings:
             default=float(env("KEYSLOT_CODE_CACHE_MAX_AGE", str(cls.code_cache_max_age))),
             help="seconds a kept code is used at most (KEYSLOT_CODE_CACHE_MAX_AGE)",
         )
+        parser.add_argument(
+            "--check-in-cache-size",
+            type=int,
+            default=int(env("KEYSLOT_CHECK_IN_CACHE_SIZE", str(cls.check_in_cache_size))),
+            help="devices whose check-in view (device, reserve, pending deliveries) is"
+            " kept until one of its rows changes; 0 reads it on every check-in"
+            " (KEYSLOT_CHECK_IN_CACHE_SIZE)",
+        )
         a = parser.parse_args(argv)
         return cls(
             listen=a.listen,
@@ -108,13 +117,14 @@ class Settings:
             log_calls=truthy(a.log_calls),
             code_cache_size=a.code_cache_size,
             code_cache_max_age=a.code_cache_max_age,
+            check_in_cache_size=a.check_in_cache_size,
         )
 
 
 def build(settings: Settings, clock: Clock | None = None) -> Running:
     """Opens the store, connects to the license service and starts the server."""
     clock = clock or make_clock(settings.test_clock_file)
-    store = DeviceStore(settings.db)
+    store = DeviceStore(settings.db, check_in_cache_size=settings.check_in_cache_size)
     tokens = auth.TokenFile.load(settings.tokens_file)
     peer_token = settings.peer_token or tokens.first_of_kind("peer")
     if not peer_token:

@@ -17,6 +17,7 @@ from keyslot.runtime.auth import Principal, hash_token
 from keyslot.runtime.db import Database
 
 from device_service import rules
+from device_service.check_in_cache import WATCHED, CheckInCache, CheckInView
 from device_service.errors import DeviceError
 
 # Slot states (D3). RELEASED slots are history and never counted.
@@ -26,6 +27,8 @@ Row = dict[str, Any]
 
 # Resolved credentials kept in memory (about 300 B each); emptied when full.
 PRINCIPAL_CACHE_SIZE = 50_000
+# Check-in views kept in memory (about 4 KB each, see check_in_cache); emptied when full.
+CHECK_IN_CACHE_SIZE = 10_000
 
 
 def new_id(prefix: str) -> str:
@@ -52,9 +55,14 @@ DEVICE_COLUMNS = frozenset(DEVICE_SCHEMA)
 class DeviceStore(Database):
     """Accounts, devices, slots, deliveries and reserves in one SQLite file."""
 
-    def __init__(self, path: str, synchronous: str = "FULL") -> None:
+    def __init__(
+        self, path: str, synchronous: str = "FULL", check_in_cache_size: int = CHECK_IN_CACHE_SIZE
+    ) -> None:
         super().__init__(path, synchronous)
         self.create_schema()
+        self.check_ins = CheckInCache(check_in_cache_size)
+        if check_in_cache_size > 0:
+            self.watch_changes(WATCHED, self.check_ins.changed)
         # Resolved credentials by token hash: every call authenticates, and this
         # process is the only writer of credentials (see revoke_device_credentials).
         self._principals: dict[str, Principal] = {}
@@ -408,22 +416,34 @@ class DeviceStore(Database):
             (device_id,),
         )
 
-    def check_in_view(self, device_id: str) -> tuple[Row | None, Row | None, list[Row]]:
+    def check_in_view(self, device_id: str) -> CheckInView:
         """The device, its shown reserve and its PENDING deliveries, in one statement.
 
         A check-in needs all three. One statement instead of three matters
         under load: every SQLite call gives up the GIL and waits to get it
         back behind the other worker threads (the same three reads cost about
         37 us of CPU on one thread and about 150 us with 16 threads running).
+        Outside ``write()`` the view comes from ``check_ins`` when kept there;
+        inside, it is read on the write connection and never kept (it may
+        show work that is not committed yet).
         """
+        writing = getattr(self._local, "writing", False)
+        if not writing:
+            kept = self.check_ins.get(device_id)
+            if kept is not None:
+                return kept
+        generation = self.check_ins.generation
         if self._check_in_sql is None:
             self._check_in_sql = _check_in_sql(self.conn)
         row = self.one(self._check_in_sql, (device_id,))
         if row is None:
-            return None, None, []
+            return CheckInView(None, None, [])
         reserve, pending = row.pop("_reserve"), row.pop("_pending")
         deliveries = sorted(json.loads(pending), key=lambda d: d["create_us"])
-        return row, json.loads(reserve) if reserve else None, deliveries
+        view = CheckInView(row, json.loads(reserve) if reserve else None, deliveries)
+        if not writing:
+            self.check_ins.keep(device_id, view, generation)
+        return view
 
     def used_slots(self, code: str) -> int:
         """Active plus pending slots of a code (D3)."""

@@ -12,7 +12,16 @@ import grpc
 from keyslot.device.v1 import device_service_pb2 as dpb
 from keyslot.runtime.timeconv import to_timestamp
 
-from tests.e2e.device_support import activate, connect, issue, new_account, refused
+from tests.e2e.device_support import (
+    activate,
+    connect,
+    issue,
+    new_account,
+    refused,
+    send,
+    subscribe,
+    update_device,
+)
 from tests.harness import Services
 
 
@@ -56,3 +65,44 @@ def test_s1_disconnected_device_credential_stops_working_at_once(services: Servi
     # Another device's credential of the same account still works.
     _, other = connect(services, account)
     assert services.device_as(other).CheckIn(dpb.CheckInRequest()).device.device_id
+
+
+def test_repeated_checkins_see_each_change_by_others_at_once(services: Services) -> None:
+    """The device's check-in view is kept between check-ins; every change made
+    through another call shows on the very next one (D4, D6, D8)."""
+    account = new_account(services)
+    device, credential = connect(services, account)
+    current, spare = issue(services, count=2, days=30)
+    [sent] = issue(services, days=365)  # expires later than the current one (D5)
+    activate(services, credential, current)
+    subscribe(services, account, sent)
+    caller = services.device_as(credential)
+
+    def check_in() -> dpb.CheckInResponse:
+        answer = caller.CheckIn(dpb.CheckInRequest())
+        assert caller.CheckIn(dpb.CheckInRequest()).device == answer.device  # kept, same
+        return answer
+
+    assert check_in().device.display_name == device.display_name
+    update_device(services, account.credential, device.device_id, display_name="den laptop")
+    assert check_in().device.display_name == "den laptop"
+
+    # D4: a send shows as a pending delivery; D6: undoing it removes it.
+    [result] = send(services, account.credential, account, sent, device.device_id)
+    assert result.HasField("delivery"), result.refusal
+    assert [d.delivery_id for d in check_in().pending_deliveries] == [result.delivery.delivery_id]
+    services.device_as(account.credential).CancelDelivery(
+        dpb.CancelDeliveryRequest(delivery_id=result.delivery.delivery_id)
+    )
+    assert not check_in().pending_deliveries
+
+    # D8: a reserve added by the account shows, and so does its removal.
+    assert not check_in().HasField("reserve")
+    services.device_as(account.credential).AddReserveCode(
+        dpb.AddReserveCodeRequest(device_id=device.device_id, code=spare)
+    )
+    assert check_in().reserve.code == spare
+    services.device_as(account.credential).RemoveReserveCode(
+        dpb.RemoveReserveCodeRequest(device_id=device.device_id)
+    )
+    assert not check_in().HasField("reserve")

@@ -13,6 +13,7 @@ from device_service import store as store_module
 from device_service.errors import DeviceError
 from device_service.reserve import DUE_AT_ONCE, DUE_BY
 from device_service.store import DeviceStore
+from tests.unit.device_rows import device_row, reserve_row
 
 CODE = "ABCDE-12345-FGHIJ-67890"
 
@@ -86,34 +87,8 @@ def test_d1_connection_codes_have_60_bits_and_forgive_typing() -> None:
 
 def test_check_in_view_reads_what_the_three_separate_reads_read(tmp_path: Path) -> None:
     store = DeviceStore(str(tmp_path / "device.db"))
-    device = {
-        "device_id": "dev_1",
-        "account_id": "acc_1",
-        "platform": 3,
-        "app_version": "10.0",
-        "region": "FI",
-        "display_name": "laptop",
-        "current_code": CODE,
-        "connect_us": 1_700_000_000_000_001,
-        "update_us": 2,
-        "disconnect_us": None,
-        "last_check_in_us": None,
-    }
-    reserve = {
-        "reserve_id": "rsv_1",
-        "device_id": "dev_1",
-        "account_id": "acc_1",
-        "code": "ZZZZZ-12345-FGHIJ-67890",
-        "state": "WAITING",
-        "failure_reason": "",
-        "failure_message": "",
-        "handshake_id": None,
-        "grant_id": "",
-        "max_devices": 3,
-        "takeover_us": 2**60,
-        "add_us": 5,
-        "state_us": 5,
-    }
+    device = {**device_row("dev_1"), "display_name": "laptop", "connect_us": 2**50}
+    reserve = reserve_row("dev_1")
     with store.write() as db:
         db["devices"].insert(device)
         db["reserves"].insert(reserve)
@@ -122,7 +97,8 @@ def test_check_in_view_reads_what_the_three_separate_reads_read(tmp_path: Path) 
                 {"delivery_id": f"dlv_{i}", "account_id": "acc_1", "device_id": "dev_1"}
                 | {"code": CODE, "state": state, "create_us": 10 - i, "expire_us": 20}
             )
-    row, shown, pending = store.check_in_view("dev_1")
+    view = store.check_in_view("dev_1")
+    row, shown, pending = view.device, view.reserve, view.pending
     assert row == store.device("dev_1") == device
     assert shown == store.shown_reserve("dev_1") == reserve  # types too: ints stay ints
     assert pending == store.query(
@@ -130,7 +106,8 @@ def test_check_in_view_reads_what_the_three_separate_reads_read(tmp_path: Path) 
         " ORDER BY create_us"
     )
     assert [d["delivery_id"] for d in pending] == ["dlv_2", "dlv_0"]
-    assert store.check_in_view("dev_missing") == (None, None, [])
+    missing = store.check_in_view("dev_missing")
+    assert (missing.device, missing.reserve, missing.pending) == (None, None, [])
 
 
 def test_the_shown_reserve_is_found_by_device_not_by_scanning_a_state(tmp_path: Path) -> None:

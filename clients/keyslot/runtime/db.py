@@ -194,6 +194,9 @@ class Database:
         self._group: _Group | None = None  # the open transaction on the writer
         self.commits = 0  # COMMITs issued (read by tests: bodies per commit)
         self.bodies = 0  # write() bodies that committed
+        # watch_changes(): (table, key) pairs the open transaction wrote, and who hears of them.
+        self._changed: set[tuple[str, object]] = set()
+        self._listeners: list[Callable[[set[tuple[str, object]]], None]] = []
 
     def _connect(self) -> sqlite_utils.Database:
         # isolation_level=None: we issue BEGIN ourselves (see write()).
@@ -319,6 +322,11 @@ class Database:
         self._end_group(group, error)
 
     def _end_group(self, group: _Group, error: BaseException | None) -> None:
+        # Before any writer of the group is told it committed (write lock held).
+        if self._changed:
+            changed, self._changed = self._changed, set()
+            for listener in self._listeners:
+                listener(changed)
         with self._state:
             group.done, group.error = True, error
             if self._group is group:
@@ -341,6 +349,41 @@ class Database:
             raise sqlite3.OperationalError(
                 f"the write was not committed: {group.error}"
             ) from group.error
+
+    def watch_changes(
+        self, keys: dict[str, str], listener: Callable[[set[tuple[str, object]]], None]
+    ) -> None:
+        """Tells ``listener`` which rows each write transaction touched, once it ended.
+
+        ``keys`` maps a table to the column that names its rows for the
+        listener. TEMP triggers on the one write connection record every
+        INSERT, UPDATE (old and new key) and DELETE, whichever code issued it,
+        as ``(table, key)`` pairs. The listener runs with the write lock held,
+        after the COMMIT and before any writer of the group returns; it must
+        be quick and must not raise. It also runs after a rollback, where the
+        pairs only over-report, so a cache fed by it errs on the safe side.
+        """
+        with self._write_lock:
+            conn = self._writer_conn()
+            if not self._listeners:
+                conn.create_function("keyslot_changed", 2, self._record_change)
+                # Rows an INSERT OR REPLACE deletes fire DELETE triggers only so.
+                conn.execute("PRAGMA recursive_triggers=ON")
+            for table, column in keys.items():
+                for event, rows in (
+                    ("INSERT", ("NEW",)),
+                    ("UPDATE", ("OLD", "NEW")),
+                    ("DELETE", ("OLD",)),
+                ):
+                    calls = ", ".join(f"keyslot_changed('{table}', {r}.{column})" for r in rows)
+                    conn.execute(
+                        f"CREATE TEMP TRIGGER IF NOT EXISTS keyslot_changed_{table}_{event}"
+                        f" AFTER {event} ON main.{table} BEGIN SELECT {calls}; END"
+                    )
+            self._listeners.append(listener)
+
+    def _record_change(self, table: str, key: object) -> None:
+        self._changed.add((table, key))
 
     def on_commit(self, callback: Callable[[], None]) -> None:
         """Runs ``callback`` once the current ``write()`` commits; never after a rollback.

@@ -1,0 +1,171 @@
+"""The check-in view cache stays exact: every committed change of a device's
+rows drops its view, however the change was written (temp SQLite file).
+
+The views carry what a check-in shows: D7/D6 pending deliveries and the D9
+reserve, besides the device row itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from device_service.store import DeviceStore
+from tests.unit.device_rows import CODE, device_row, reserve_row
+
+
+def _delivery(device_id: str, delivery_id: str, state: str = "PENDING") -> dict[str, object]:
+    return {
+        "delivery_id": delivery_id,
+        "account_id": "acc_1",
+        "device_id": device_id,
+        "code": CODE,
+        "state": state,
+        "create_us": 10,
+        "expire_us": 20,
+    }
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> DeviceStore:
+    store = DeviceStore(str(tmp_path / "device.db"))
+    with store.write() as db:
+        db["devices"].insert_all([device_row("dev_1"), device_row("dev_2")])
+    return store
+
+
+def test_a_view_read_again_is_the_kept_one(store: DeviceStore) -> None:
+    first = store.check_in_view("dev_1")
+    assert store.check_in_view("dev_1") is first
+    assert len(store.check_ins) == 1
+
+
+# Each statement is issued as plain SQL on purpose: the cache must not depend
+# on the code path that writes, only on what the write connection changed.
+CHANGES = {
+    "device row updated (app version)": (
+        "UPDATE devices SET app_version = '10.1' WHERE device_id = 'dev_1'",
+        lambda v: v.device["app_version"] == "10.1",
+    ),
+    "device disconnected": (
+        "UPDATE devices SET disconnect_us = 99 WHERE device_id = 'dev_1'",
+        lambda v: v.device["disconnect_us"] == 99,
+    ),
+    "device row deleted": (
+        "DELETE FROM devices WHERE device_id = 'dev_1'",
+        lambda v: v.device is None,
+    ),
+    "D7 delivery sent (pending)": (
+        "INSERT INTO deliveries (delivery_id, account_id, device_id, code, state, create_us,"
+        " expire_us) VALUES ('dlv_9', 'acc_1', 'dev_1', '" + CODE + "', 'PENDING', 11, 20)",
+        lambda v: [d["delivery_id"] for d in v.pending] == ["dlv_1", "dlv_9"],
+    ),
+    "D6 delivery undone": (
+        "UPDATE deliveries SET state = 'CANCELLED' WHERE delivery_id = 'dlv_1'",
+        lambda v: v.pending == [],
+    ),
+    "D9 reserve took over": (
+        "UPDATE reserves SET state = 'ACTIVATED' WHERE reserve_id = 'rsv_1'",
+        lambda v: v.reserve is None,  # ACTIVATED shows only while it is the current code
+    ),
+    "D8 reserve removed": (
+        "DELETE FROM reserves WHERE reserve_id = 'rsv_1'",
+        lambda v: v.reserve is None,
+    ),
+}
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_a_committed_change_of_any_row_shown_drops_the_view(
+    store: DeviceStore, change: str
+) -> None:
+    with store.write() as db:
+        db["reserves"].insert(reserve_row("dev_1"))
+        db["deliveries"].insert(_delivery("dev_1", "dlv_1"))
+    kept = store.check_in_view("dev_1")
+    assert kept.reserve is not None and len(kept.pending) == 1
+    assert store.check_in_view("dev_1") is kept
+    other = store.check_in_view("dev_2")
+
+    sql, shows = CHANGES[change]
+    with store.write() as db:
+        db.execute(sql)
+
+    fresh = store.check_in_view("dev_1")
+    assert fresh is not kept and shows(fresh)
+    # Another device's rows did not change: its view stays kept.
+    assert store.check_in_view("dev_2") is other
+
+
+def test_a_moved_row_drops_the_views_of_both_devices(store: DeviceStore) -> None:
+    with store.write() as db:
+        db["reserves"].insert(reserve_row("dev_1"))
+    one, two = store.check_in_view("dev_1"), store.check_in_view("dev_2")
+    with store.write() as db:  # UPDATE reports the old and the new key
+        db.execute("UPDATE reserves SET device_id = 'dev_2' WHERE reserve_id = 'rsv_1'")
+    assert store.check_in_view("dev_1").reserve is None and one.reserve is not None
+    assert store.check_in_view("dev_2").reserve is not None and two.reserve is None
+
+
+def test_a_row_replaced_by_insert_or_replace_drops_its_olddevice_row(store: DeviceStore) -> None:
+    with store.write() as db:
+        db["reserves"].insert(reserve_row("dev_1"))
+    assert store.check_in_view("dev_1").reserve is not None
+    replacement = reserve_row("dev_2")
+    columns = ", ".join(replacement)
+    with store.write() as db:  # deletes the dev_1 row without naming it
+        db.execute(
+            f"INSERT OR REPLACE INTO reserves ({columns}) VALUES"
+            f" ({', '.join('?' * len(replacement))})",
+            list(replacement.values()),
+        )
+    assert store.check_in_view("dev_1").reserve is None
+
+
+def test_a_view_read_while_a_change_committed_is_not_kept(store: DeviceStore) -> None:
+    """The read saw the rows before the change; keeping it would keep them."""
+    read = store.one
+
+    def read_then_commit(sql: str, params: tuple = ()) -> dict | None:  # type: ignore[type-arg]
+        row = read(sql, params)
+        store.one = read  # type: ignore[method-assign]
+        with store.write() as db:  # commits after the read, before the keeping
+            db.execute("UPDATE devices SET app_version = '11.0' WHERE device_id = 'dev_1'")
+        return row
+
+    store.one = read_then_commit  # type: ignore[method-assign]
+    stale = store.check_in_view("dev_1")
+    assert stale.device is not None and stale.device["app_version"] == "10.0"
+    assert len(store.check_ins) == 0
+    assert store.check_in_view("dev_1").device["app_version"] == "11.0"  # type: ignore[index]
+
+
+def test_inside_a_write_the_view_shows_its_work_and_a_rollback_leaves_none(
+    store: DeviceStore,
+) -> None:
+    kept = store.check_in_view("dev_1")
+    with pytest.raises(RuntimeError), store.write() as db:
+        db.execute("UPDATE devices SET app_version = '12.0' WHERE device_id = 'dev_1'")
+        inside = store.check_in_view("dev_1")
+        assert inside.device is not None and inside.device["app_version"] == "12.0"
+        raise RuntimeError("the body fails: nothing of it is committed")
+    after = store.check_in_view("dev_1")
+    assert after.device is not None and after.device["app_version"] == "10.0"
+    assert after is not inside
+    assert kept.device is not None and kept.device["app_version"] == "10.0"
+
+
+def test_size_zero_keeps_nothing_and_a_full_cache_starts_over(tmp_path: Path) -> None:
+    off = DeviceStore(str(tmp_path / "off.db"), check_in_cache_size=0)
+    with off.write() as db:
+        db["devices"].insert(device_row("dev_1"))
+    assert off.check_in_view("dev_1") is not off.check_in_view("dev_1")
+    assert len(off.check_ins) == 0
+
+    small = DeviceStore(str(tmp_path / "small.db"), check_in_cache_size=2)
+    with small.write() as db:
+        db["devices"].insert_all([device_row(f"dev_{i}") for i in range(3)])
+    for i in range(3):
+        small.check_in_view(f"dev_{i}")
+    assert len(small.check_ins) == 1  # emptied when the third came
