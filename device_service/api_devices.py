@@ -7,7 +7,7 @@ from datetime import timedelta
 from keyslot.device.v1 import device_service_pb2 as pb
 from keyslot.runtime import auth
 from keyslot.runtime.auth import hash_token, new_token
-from keyslot.runtime.timeconv import to_epoch_us, to_timestamp
+from keyslot.runtime.timeconv import timestamp_from_epoch_us, to_epoch_us, to_timestamp
 
 from device_service import convert, rules
 from device_service import store as st
@@ -189,7 +189,7 @@ class DevicesApi(ApiBase):
         view = self.own_check_in_view()
         device, reserve, pending = view.device, view.reserve, view.pending
         assert device is not None
-        now_us = self.now_us()
+        now_us = self.now_us()  # one clock read: recorded and answered as server_time
         changes: dict[str, object] = {}
         if request.app_version:
             version = rules.app_version(request.app_version)
@@ -229,5 +229,5 @@ class DevicesApi(ApiBase):
             code=codes.get(device["current_code"]) if device["current_code"] else None,
             pending_deliveries=pending_messages,
             reserve=reserve_message(reserve, codes.get(reserve["code"]) if reserve else None),
-            server_time=to_timestamp(self.now()),
+            server_time=timestamp_from_epoch_us(now_us),
         )

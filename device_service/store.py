@@ -310,7 +310,8 @@ class DeviceStore(Database):
         credential until it has its own (D1). Whether the code exists, is
         used or expired is ConnectDevice's answer, not UNAUTHENTICATED.
         """
-        if rules.normalize_connection_code(token) is not None:
+        # Issued tokens have a "prefix_": never a connection code, no need to parse.
+        if "_" not in token and rules.normalize_connection_code(token) is not None:
             return Principal(kind="connection", name="connection-code")
         # Looking up the hash makes the comparison independent of the token's bytes.
         token_hash = hash_token(token)

@@ -47,7 +47,7 @@ def to_epoch_us(value: datetime | None) -> int | None:
     """Microseconds since the epoch, as stored in SQLite (exact, sortable)."""
     if value is None:
         return None
-    delta = value.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    delta = value - _EPOCH  # aware datetimes subtract across time zones
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
@@ -55,4 +55,7 @@ def from_epoch_us(value: int | None) -> datetime | None:
     """The inverse of to_epoch_us."""
     if value is None:
         return None
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=value)
+    return _EPOCH + timedelta(microseconds=value)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
