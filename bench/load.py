@@ -37,6 +37,7 @@ class LoadResult:
     outcomes: Counter[str] = field(default_factory=Counter)
     wall: float = 0.0
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds per process, whole job
+    ceiling: float | None = None  # echo calls/s measured right before and after (mean)
 
     def cpu_per_op(self) -> str:
         """CPU milliseconds per operation (warm-up included on both sides) per process."""
@@ -45,6 +46,9 @@ class LoadResult:
             return ""
         parts = [f"{name} {secs * 1000 / ops:.2f}" for name, secs in self.cpu.items() if secs]
         return "CPU ms/op: " + ", ".join(parts)
+
+    def ceiling_note(self) -> str:
+        return f"ceiling beside it {self.ceiling:.0f}/s" if self.ceiling else ""
 
     @property
     def throughput(self) -> float:

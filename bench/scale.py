@@ -122,13 +122,13 @@ def run_scale(bench: Bench) -> None:
             f"license DB {lic_bytes / 2**20:.0f} MB = {lic_bytes / codes_total:.0f} B/code; "
             f"bulk-loaded via SQLite (not RPCs) in {load_s:.0f} s"
         )
-        notes = f"{res.cpu_per_op()}; {notes}"
+        notes = "; ".join(filter(None, [res.cpu_per_op(), res.ceiling_note(), notes]))
         if res.errors:
             notes += "; " + ", ".join(f"{k} x{v}" for k, v in res.errors.most_common(2))
         row = Row(
             f"6. scale: CheckIn at {size:,}",
             res.throughput,
-            bench.ratio(res.throughput),
+            bench.ratio(res),
             res.p50,
             res.p99,
             notes=notes,
