@@ -52,14 +52,11 @@ class Report:
                     break
         except OSError:
             pass
-        load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
+        # The load average at start and end is in the "other work" facts (this runs at the end).
         return [
             f"date: {self.started:%Y-%m-%d %H:%M} UTC"
             f" ({'quick run: --quick' if self.quick else 'full run'})",
-            f"machine: {platform.node()} {platform.machine()}, {cpu},"
-            f" {os.cpu_count()} cores, load average at start {load[0]:.2f}"
-            if isinstance(load[0], float)
-            else f"machine: {platform.node()}, {os.cpu_count()} cores",
+            f"machine: {platform.node()} {platform.machine()}, {cpu}, {os.cpu_count()} cores",
             f"python {sys.version.split()[0]}, grpcio {grpc.__version__},"
             f" SQLite {sqlite3.sqlite_version}, {platform.system()} {platform.release()}",
         ]
