@@ -7,6 +7,8 @@ reserve, besides the device row itself.
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -169,3 +171,24 @@ def test_size_zero_keeps_nothing_and_a_full_cache_starts_over(tmp_path: Path) ->
     for i in range(3):
         small.check_in_view(f"dev_{i}")
     assert len(small.check_ins) == 1  # emptied when the third came
+
+
+def test_a_write_that_bypasses_write_fails_instead_of_going_unseen(store: DeviceStore) -> None:
+    """Only the write connection carries the triggers, so readers are query-only."""
+    kept = store.check_in_view("dev_1")
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        store.conn.execute("UPDATE devices SET app_version = '13.0' WHERE device_id = 'dev_1'")
+    other_thread: list[BaseException] = []
+
+    def write_from_a_new_thread() -> None:
+        try:
+            store.conn.execute("DELETE FROM devices WHERE device_id = 'dev_1'")
+        except sqlite3.OperationalError as exc:
+            other_thread.append(exc)
+
+    worker = threading.Thread(target=write_from_a_new_thread)
+    worker.start()
+    worker.join()
+    assert len(other_thread) == 1
+    assert store.check_in_view("dev_1") is kept
+    assert store.device("dev_1")["app_version"] == "10.0"  # type: ignore[index]

@@ -197,14 +197,17 @@ class Database:
         # watch_changes(): (table, key) pairs the open transaction wrote, and who hears of them.
         self._changed: set[tuple[str, object]] = set()
         self._listeners: list[Callable[[set[tuple[str, object]]], None]] = []
+        self._readers_query_only = False  # set by watch_changes()
 
-    def _connect(self) -> sqlite_utils.Database:
+    def _connect(self, reader: bool = False) -> sqlite_utils.Database:
         # isolation_level=None: we issue BEGIN ourselves (see write()).
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA busy_timeout=10000")
         conn.execute("PRAGMA foreign_keys=ON")
+        if reader and self._readers_query_only:
+            conn.execute("PRAGMA query_only=ON")
         with self._lock:
             self._all.append(conn)
         return _SqliteUtils(conn)
@@ -217,7 +220,7 @@ class Database:
             return self._writer
         db = getattr(self._local, "db", None)
         if db is None:
-            db = self._local.db = self._connect()
+            db = self._local.db = self._connect(reader=True)
         return db
 
     @property
@@ -362,9 +365,18 @@ class Database:
         after the COMMIT and before any writer of the group returns; it must
         be quick and must not raise. It also runs after a rollback, where the
         pairs only over-report, so a cache fed by it errs on the safe side.
+
+        From then on the per-thread read connections are query-only: a write
+        that bypassed ``write()`` would also bypass the triggers, so it fails
+        instead.
         """
         with self._write_lock:
             conn = self._writer_conn()
+            self._readers_query_only = True
+            with self._lock:
+                readers = [c for c in self._all if c is not conn]
+            for reader in readers:
+                reader.execute("PRAGMA query_only=ON")
             if not self._listeners:
                 conn.create_function("keyslot_changed", 2, self._record_change)
                 # Rows an INSERT OR REPLACE deletes fire DELETE triggers only so.
