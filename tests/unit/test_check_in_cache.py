@@ -192,3 +192,42 @@ def test_a_write_that_bypasses_write_fails_instead_of_going_unseen(store: Device
     assert len(other_thread) == 1
     assert store.check_in_view("dev_1") is kept
     assert store.device("dev_1")["app_version"] == "10.0"  # type: ignore[index]
+
+
+def test_readers_racing_a_writer_never_leave_a_stale_view(tmp_path: Path) -> None:
+    """Four threads read views while one commits changes to the same devices;
+    afterwards every kept view equals the rows in the file."""
+    store = DeviceStore(str(tmp_path / "device.db"), synchronous="OFF")
+    devices = [f"dev_{i}" for i in range(12)]
+    with store.write() as db:
+        db["devices"].insert_all([device_row(d) for d in devices])
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        i = 0
+        while not done.is_set():
+            try:
+                store.check_in_view(devices[i % len(devices)])
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+                return
+            i += 7
+
+    readers = [threading.Thread(target=read) for _ in range(4)]
+    for reader in readers:
+        reader.start()
+    for n in range(150):
+        with store.write() as db:
+            db.execute(
+                "UPDATE devices SET app_version = ? WHERE device_id = ?",
+                (f"10.{n}", devices[(n * 5) % len(devices)]),
+            )
+    done.set()
+    for reader in readers:
+        reader.join()
+    assert not errors
+    for device_id in devices:
+        kept = store.check_ins.get(device_id)
+        if kept is not None:
+            assert kept.device == store.device(device_id)
