@@ -231,3 +231,21 @@ def test_readers_racing_a_writer_never_leave_a_stale_view(tmp_path: Path) -> Non
         kept = store.check_ins.get(device_id)
         if kept is not None:
             assert kept.device == store.device(device_id)
+
+
+def test_a_write_connection_opened_after_close_reports_changes_too(store: DeviceStore) -> None:
+    """close() drops the write connection; the next one gets the triggers again."""
+    store.close()
+    seen: list[object] = []
+
+    def after_close() -> None:  # a new thread: a new read connection as well
+        kept = store.check_in_view("dev_1")
+        with store.write() as db:
+            db.execute("UPDATE devices SET app_version = '14.0' WHERE device_id = 'dev_1'")
+        fresh = store.check_in_view("dev_1")
+        seen.extend([fresh is not kept, fresh.device and fresh.device["app_version"]])
+
+    worker = threading.Thread(target=after_close)
+    worker.start()
+    worker.join()
+    assert seen == [True, "14.0"]

@@ -198,6 +198,7 @@ class Database:
         self._changed: set[tuple[str, object]] = set()
         self._listeners: list[Callable[[set[tuple[str, object]]], None]] = []
         self._readers_query_only = False  # set by watch_changes()
+        self._watched: dict[str, str] = {}  # table -> key column, for watch_changes()
 
     def _connect(self, reader: bool = False) -> sqlite_utils.Database:
         # isolation_level=None: we issue BEGIN ourselves (see write()).
@@ -281,6 +282,8 @@ class Database:
     def _writer_conn(self) -> sqlite3.Connection:
         if self._writer is None:
             self._writer = self._connect()
+            if self._watched:  # a new write connection (after close()) reports too
+                self._install_triggers(self._writer.conn)
         return self._writer.conn
 
     def _join_group(self) -> _Group:
@@ -377,22 +380,26 @@ class Database:
                 readers = [c for c in self._all if c is not conn]
             for reader in readers:
                 reader.execute("PRAGMA query_only=ON")
-            if not self._listeners:
-                conn.create_function("keyslot_changed", 2, self._record_change)
-                # Rows an INSERT OR REPLACE deletes fire DELETE triggers only so.
-                conn.execute("PRAGMA recursive_triggers=ON")
-            for table, column in keys.items():
-                for event, rows in (
-                    ("INSERT", ("NEW",)),
-                    ("UPDATE", ("OLD", "NEW")),
-                    ("DELETE", ("OLD",)),
-                ):
-                    calls = ", ".join(f"keyslot_changed('{table}', {r}.{column})" for r in rows)
-                    conn.execute(
-                        f"CREATE TEMP TRIGGER IF NOT EXISTS keyslot_changed_{table}_{event}"
-                        f" AFTER {event} ON main.{table} BEGIN SELECT {calls}; END"
-                    )
+            self._watched.update(keys)
+            self._install_triggers(conn)
             self._listeners.append(listener)
+
+    def _install_triggers(self, conn: sqlite3.Connection) -> None:
+        """watch_changes' function and triggers on a write connection (idempotent)."""
+        conn.create_function("keyslot_changed", 2, self._record_change)
+        # Rows an INSERT OR REPLACE deletes fire DELETE triggers only so.
+        conn.execute("PRAGMA recursive_triggers=ON")
+        for table, column in self._watched.items():
+            for event, rows in (
+                ("INSERT", ("NEW",)),
+                ("UPDATE", ("OLD", "NEW")),
+                ("DELETE", ("OLD",)),
+            ):
+                calls = ", ".join(f"keyslot_changed('{table}', {r}.{column})" for r in rows)
+                conn.execute(
+                    f"CREATE TEMP TRIGGER IF NOT EXISTS keyslot_changed_{table}_{event}"
+                    f" AFTER {event} ON main.{table} BEGIN SELECT {calls}; END"
+                )
 
     def _record_change(self, table: str, key: object) -> None:
         self._changed.add((table, key))
