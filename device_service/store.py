@@ -428,7 +428,7 @@ class DeviceStore(Database):
         inside, it is read on the write connection and never kept (it may
         show work that is not committed yet).
         """
-        writing = getattr(self._local, "writing", False)
+        writing = self.in_write()
         if not writing:
             kept = self.check_ins.get(device_id)
             if kept is not None:

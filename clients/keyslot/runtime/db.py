@@ -197,7 +197,6 @@ class Database:
         # watch_changes(): (table, key) pairs the open transaction wrote, and who hears of them.
         self._changed: set[tuple[str, object]] = set()
         self._listeners: list[Callable[[set[tuple[str, object]]], None]] = []
-        self._readers_query_only = False  # set by watch_changes()
         self._watched: dict[str, str] = {}  # table -> key column, for watch_changes()
 
     def _connect(self, reader: bool = False) -> sqlite_utils.Database:
@@ -207,7 +206,7 @@ class Database:
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA busy_timeout=10000")
         conn.execute("PRAGMA foreign_keys=ON")
-        if reader and self._readers_query_only:
+        if reader and self._watched:  # see watch_changes()
             conn.execute("PRAGMA query_only=ON")
         with self._lock:
             self._all.append(conn)
@@ -216,13 +215,17 @@ class Database:
     @property
     def db(self) -> sqlite_utils.Database:
         """This thread's sqlite-utils Database: the write connection inside ``write()``."""
-        if getattr(self._local, "writing", False):
+        if self.in_write():
             assert self._writer is not None
             return self._writer
         db = getattr(self._local, "db", None)
         if db is None:
             db = self._local.db = self._connect(reader=True)
         return db
+
+    def in_write(self) -> bool:
+        """Whether this thread is inside ``write()`` (its reads see uncommitted work)."""
+        return bool(getattr(self._local, "writing", False))
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -236,7 +239,7 @@ class Database:
         writers' work, see the module doc); raises if the body or the
         COMMIT failed, and then none of the body's work is kept.
         """
-        if getattr(self._local, "writing", False):  # nested use joins the outer write
+        if self.in_write():  # nested use joins the outer write
             assert self._writer is not None
             yield self._writer
             return
@@ -375,12 +378,11 @@ class Database:
         """
         with self._write_lock:
             conn = self._writer_conn()
-            self._readers_query_only = True
+            self._watched.update(keys)  # from now on, new readers are query-only too
             with self._lock:
                 readers = [c for c in self._all if c is not conn]
             for reader in readers:
                 reader.execute("PRAGMA query_only=ON")
-            self._watched.update(keys)
             self._install_triggers(conn)
             self._listeners.append(listener)
 
