@@ -67,7 +67,7 @@ def test_s1_disconnected_device_credential_stops_working_at_once(services: Servi
     assert services.device_as(other).CheckIn(dpb.CheckInRequest()).device.device_id
 
 
-def test_repeated_checkins_see_each_change_by_others_at_once(services: Services) -> None:
+def test_d4_d6_d8_repeated_checkins_see_each_change_by_others_at_once(services: Services) -> None:
     """The device's check-in view is kept between check-ins; every change made
     through another call shows on the very next one (D4, D6, D8)."""
     account = new_account(services)

@@ -110,7 +110,7 @@ def test_a_moved_row_drops_the_views_of_both_devices(store: DeviceStore) -> None
     assert store.check_in_view("dev_2").reserve is not None and two.reserve is None
 
 
-def test_a_row_replaced_by_insert_or_replace_drops_its_olddevice_row(store: DeviceStore) -> None:
+def test_a_row_replaced_by_insert_or_replace_drops_its_old_device(store: DeviceStore) -> None:
     with store.write() as db:
         db["reserves"].insert(reserve_row("dev_1"))
     assert store.check_in_view("dev_1").reserve is not None
