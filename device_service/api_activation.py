@@ -99,8 +99,8 @@ class ActivationApi(ApiBase):
                         handshake_id=hid,
                     )
                     self.store.put_outcome(scope, request_id, 0, handshake_id=hid, **record)
-                prepared = self.handshakes.prepare(hid, row)  # ends COMMITTING (commit_at_once)
-                grant = self.handshakes.commit(hid, grant_id=prepared.grant_id)
+                self.handshakes.prepare(hid, row)  # ends COMMITTING (commit_at_once)
+                grant = self.handshakes.commit(hid)
         except DeviceError as err:
             if not err.transient:
                 self.store.put_outcome(

@@ -15,6 +15,7 @@ from device_service import convert, rules
 from device_service import handshake as hs
 from device_service.api_base import ApiBase
 from device_service.errors import DeviceError
+from device_service.faults import pause_point
 from device_service.store import new_id
 
 Row = dict[str, Any]
@@ -226,15 +227,25 @@ class DeliveriesApi(ApiBase):
                         "the delivery passed its deadline",
                         deliveryId=delivery["delivery_id"],
                     )
-                self.handshakes.request_commit(hid)
+                pause_point("before_decide_commit")
+                if not self.handshakes.request_commit(hid, device["app_version"]):
+                    # An abort was decided first (a disconnect): it stands.
+                    self.handshakes.settle_quietly(hid)
+                    raise self.handshakes.lost(
+                        hid,
+                        DeviceError.refused(
+                            "DELIVERY_NOT_PENDING",
+                            "the delivery is being undone",
+                            deliveryId=delivery["delivery_id"],
+                        ),
+                    )
             elif row["step"] != hs.COMMITTING:
                 raise DeviceError.refused(
                     "DELIVERY_NOT_PENDING",
                     "the delivery is being undone",
                     deliveryId=delivery["delivery_id"],
                 )
-            grant_id = row["grant_id"]  # read above under ownership; set at prepare
-            grant = self.handshakes.commit(hid, device["app_version"], grant_id)
+            grant = self.handshakes.commit(hid)
         done = self.store.delivery(delivery["delivery_id"])
         return pb.CompleteDeliveryResponse(delivery=convert.delivery(done), code=grant.code_details)
 

@@ -162,28 +162,39 @@ class DevicesApi(ApiBase):
     ) -> pb.DisconnectDeviceResponse:
         device = self.device_for(request.device_id)
         device_id = device["device_id"]
-        now = self.now_us()
         if device["disconnect_us"] is None:
-            with self.store.write() as db:
-                # Its active seat is given back at once; its credential stops working.
-                self.store.set_slot_state(
-                    "device_id = ? AND state = 'ACTIVE'", (device_id,), st.RELEASED, now
-                )
-                db["devices"].update(
-                    device_id, {"disconnect_us": now, "update_us": now, "current_code": ""}
-                )
-                self.store.revoke_device_credentials(device_id)
-            # Pending deliveries to it are undone through the handshake (slot freed on abort).
-            for hs in self.store.query(
-                "SELECT handshake_id FROM handshakes WHERE device_id = ? AND step = 'PREPARED'",
-                (device_id,),
-            ):
-                self.handshakes.abort_now(
-                    hs["handshake_id"], "FAILED", "DEVICE_NOT_CONNECTED", "device disconnected"
-                )
+            aborted = self.disconnect(device_id)
+            # The AbortGrant calls tell the license side; a handshake another call
+            # is working on is finished by that call (or recovery).
+            for handshake_id in aborted:
+                self.handshakes.settle_if_free(handshake_id)
         row = self.store.device(device_id)
         assert row is not None
         return pb.DisconnectDeviceResponse(device=convert.device(row))
+
+    def disconnect(self, device_id: str) -> list[str]:
+        """Disconnects a device in one write; returns the handshakes whose abort it decided.
+
+        The fence of D3 against in-flight handshakes: every slot of the device
+        is released, every handshake not yet COMMITTING is decided aborted,
+        its waiting reserve fails, and its credential stops working, all in
+        the transaction that sets disconnect_time. A handshake step after it
+        (begin, prepare, commit, slot claim) sees the device disconnected.
+        """
+        now = self.now_us()
+        with self.store.write() as db:
+            if self.store.device(device_id)["disconnect_us"] is not None:  # type: ignore[index]
+                return []  # a concurrent disconnect won
+            db["devices"].update(
+                device_id, {"disconnect_us": now, "update_us": now, "current_code": ""}
+            )
+            self.store.set_slot_state("device_id = ?", (device_id,), st.RELEASED, now)
+            aborted = self.handshakes.abort_device(
+                device_id, "DEVICE_NOT_CONNECTED", "device disconnected"
+            )
+            self.reserves.fail_waiting(device_id, "DEVICE_NOT_CONNECTED", "device disconnected")
+            self.store.revoke_device_credentials(device_id)
+        return aborted
 
     def CheckIn(self, request: pb.CheckInRequest, context) -> pb.CheckInResponse:  # type: ignore[no-untyped-def]
         view = self.own_check_in_view()

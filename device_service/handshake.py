@@ -24,6 +24,21 @@ to an end: a PREPARING row is replayed (same request id, so the license
 returns the grant it made, if any) and aborted; COMMITTING is re-committed;
 ABORTING is re-aborted. The caller of an interrupted prepare never got an
 answer, so recovery never rolls a prepare forward.
+
+Steps only move forward: every change of step is a compare-and-set in the
+database, so a writer that lost (to a cancel, an expiry, a disconnect) finds
+out instead of overwriting the winner. An abort is decided in one
+transaction (the step becomes ABORTING, the handshake's slots are released,
+its delivery or reserve shows the outcome); the AbortGrant call that follows
+only tells the license side, with the reason fixed at that decision.
+
+DisconnectDevice is fenced in the same transactions (D3, H4): a handshake
+can only begin for a connected device, ``DeviceStore.claim_slot`` refuses a
+disconnected one, and the disconnect decides the abort of every handshake of
+the device still in PREPARING or PREPARED. One that already reached
+COMMITTING won the race: it finishes, but its code becomes the device's
+current code only while its slot is still held, and the disconnect released
+it. Whoever commits first wins; the loser is told DEVICE_NOT_CONNECTED.
 """
 
 from __future__ import annotations
@@ -44,7 +59,7 @@ from keyslot.runtime.timeconv import from_epoch_us, to_epoch_us, to_timestamp
 
 from device_service import store as st
 from device_service.errors import DeviceError
-from device_service.faults import crash_point
+from device_service.faults import crash_point, pause_point
 from device_service.license_client import LicensePeer
 
 log = logging.getLogger("keyslot.device.handshake")
@@ -78,6 +93,15 @@ class Hooks:
     # ACTIVATE commits in the same call: the local write after a prepare goes
     # straight to COMMITTING (one transaction less; recovery then rolls forward).
     commit_at_once: bool = False
+
+
+# What the device service reports when the license side ended a grant before
+# its commit (every reason a device caller reads is in the device proto's enum).
+GRANT_ENDED = {
+    "GRANT_EXPIRED": "GRANT_EXPIRED",
+    "GRANT_ABORTED": "GRANT_ABORTED",
+    "GRANT_NOT_FOUND": "GRANT_ABORTED",
+}
 
 
 def request_ids(handshake_id: str) -> tuple[str, str, str]:
@@ -155,8 +179,16 @@ class Handshakes:
         owner_id: str = "",
         handshake_id: str | None = None,
     ) -> Row:
-        """Writes the PREPARING intent row (inside the caller's transaction); returns it."""
+        """Writes the PREPARING intent row (inside the caller's transaction); returns it.
+
+        The caller owns ``handshake_id`` (``owned``) from before this write, so
+        recovery never takes a handshake whose first step is still under way.
+        A disconnected device gets no new handshake (DEVICE_NOT_CONNECTED).
+        """
         handshake_id = handshake_id or st.new_id("hs")
+        if handshake_id not in self._busy:
+            raise RuntimeError(f"begin() of {handshake_id} outside owned()")
+        self.require_connected(device["device_id"])
         now = self.now_us()
         row: Row = {
             "handshake_id": handshake_id,
@@ -183,36 +215,98 @@ class Handshakes:
         db["handshakes"].insert(row)
         return row
 
-    def _set(self, handshake_id: str, **values: Any) -> None:
-        values["update_us"] = self.now_us()
-        with self.store.write() as db:
-            db["handshakes"].update(handshake_id, values)
+    def require_connected(self, device_id: str) -> None:
+        """DEVICE_NOT_CONNECTED unless the device is connected (read in the caller's write)."""
+        device = self.store.device(device_id)
+        if device is None or device["disconnect_us"] is not None:
+            raise DeviceError.refused(
+                "DEVICE_NOT_CONNECTED", "the device was disconnected", deviceId=device_id
+            )
 
-    def _move(self, handshake_id: str, frm: str, to: str, **values: Any) -> bool:
-        """Compare-and-set of the step (one winner among cancel, complete, expire)."""
+    def _move(self, handshake_id: str, frm: tuple[str, ...], to: str, **values: Any) -> bool:
+        """Compare-and-set of the step: False when the row is no longer in ``frm``."""
         values.update(step=to, update_us=self.now_us())
         cols = ", ".join(f"{k} = ?" for k in values)
+        marks = ", ".join("?" for _ in frm)
         with self.store.write() as db:
             cur = db.execute(
-                f"UPDATE handshakes SET {cols} WHERE handshake_id = ? AND step = ?",
-                (*values.values(), handshake_id, frm),
+                f"UPDATE handshakes SET {cols} WHERE handshake_id = ? AND step IN ({marks})",
+                (*values.values(), handshake_id, *frm),
             )
             return cur.rowcount == 1
 
-    def request_commit(self, handshake_id: str) -> bool:
-        """PREPARED -> COMMITTING; False when another step won."""
-        return self._move(handshake_id, PREPARED, COMMITTING)
+    def _note_grant(self, handshake_id: str, grant_id: str) -> None:
+        """Records the grant a prepare made, on a row whose step another writer moved."""
+        with self.store.write() as db:
+            db.execute(
+                "UPDATE handshakes SET grant_id = ? WHERE handshake_id = ? AND grant_id = ''",
+                (grant_id, handshake_id),
+            )
+
+    def request_commit(self, handshake_id: str, app_version: str) -> bool:
+        """PREPARED -> COMMITTING; False when another step won (an abort was decided).
+
+        ``app_version`` is what the app runs now: the commit re-checks it (H3).
+        """
+        return self._move(handshake_id, (PREPARED,), COMMITTING, app_version=app_version)
 
     def request_abort(self, handshake_id: str, outcome: str, reason: str, message: str) -> bool:
         """PREPARED -> ABORTING with what the owner becomes; False when another step won."""
-        return self._move(
-            handshake_id,
-            PREPARED,
-            ABORTING,
-            outcome=outcome,
-            failure_reason=reason,
-            failure_message=message,
+        return self.decide_abort(handshake_id, (PREPARED,), outcome, reason, message)
+
+    def decide_abort(
+        self, handshake_id: str, frm: tuple[str, ...], outcome: str, reason: str, message: str
+    ) -> bool:
+        """Decides the abort in one transaction; False when the row was not in ``frm``.
+
+        The step becomes ABORTING and the local effects happen at once: the
+        handshake's slots are released and its purpose marks its delivery or
+        reserve. Only the AbortGrant call is left, for the owner or recovery.
+        """
+        with self.store.write() as db:
+            moved = self._move(
+                handshake_id,
+                frm,
+                ABORTING,
+                outcome=outcome,
+                failure_reason=reason,
+                failure_message=message,
+            )
+            if moved:
+                row = self._row(handshake_id)
+                self.store.set_slot_state(
+                    "handshake_id = ?", (handshake_id,), st.RELEASED, self.now_us()
+                )
+                self.hooks[row["purpose"]].on_aborted(db, row, self.now_us())
+            return moved
+
+    def abort_device(self, device_id: str, reason: str, message: str) -> list[str]:
+        """Decides the abort of every PREPARING or PREPARED handshake of a device.
+
+        Call inside the write that disconnects it. Returns their ids; a
+        COMMITTING one is left to finish (it was decided before this write).
+        """
+        rows = self.store.query(
+            "SELECT handshake_id FROM handshakes WHERE device_id = ?"
+            " AND step IN ('PREPARING', 'PREPARED')",
+            (device_id,),
         )
+        unfinished = (PREPARING, PREPARED)
+        return [
+            r["handshake_id"]
+            for r in rows
+            if self.decide_abort(r["handshake_id"], unfinished, "FAILED", reason, message)
+        ]
+
+    def lost(self, handshake_id: str, fallback: DeviceError) -> DeviceError:
+        """The refusal for a caller whose step lost to another writer: the decided reason
+        when the device was disconnected, else ``fallback``."""
+        row = self._row(handshake_id)
+        if row["failure_reason"] == "DEVICE_NOT_CONNECTED":
+            return DeviceError.refused(
+                "DEVICE_NOT_CONNECTED", "the device was disconnected", deviceId=row["device_id"]
+            )
+        return fallback
 
     # --- remote steps ------------------------------------------------------------------
 
@@ -255,32 +349,27 @@ class Handshakes:
             raise
         crash_point("after_prepare")
         hooks = self.hooks[row["purpose"]]
+        step = COMMITTING if hooks.commit_at_once else PREPARED
         try:
             with self.store.write() as db:
+                if not self._move(handshake_id, (PREPARING,), step, grant_id=grant.grant_id):
+                    raise self.lost(handshake_id, _busy_error())
                 hooks.on_prepared(db, row, grant, self.now_us())
-                step = COMMITTING if hooks.commit_at_once else PREPARED
-                self._set(handshake_id, step=step, grant_id=grant.grant_id)
         except DeviceError as err:
-            self._set(
-                handshake_id,
-                step=ABORTING,
-                grant_id=grant.grant_id,
-                outcome="FAILED",
-                failure_reason=err.reason,
-                failure_message=err.message,
-            )
+            self._note_grant(handshake_id, grant.grant_id)
+            self.decide_abort(handshake_id, (PREPARING,), "FAILED", err.reason, err.message)
             self.settle_quietly(handshake_id)
             raise
         return grant
 
-    def commit(
-        self, handshake_id: str, app_version: str = "", grant_id: str | None = None
-    ) -> lpb.Grant:
+    def commit(self, handshake_id: str) -> lpb.Grant:
         """Step 2 for a row already COMMITTING; raises the refusal (H3) after settling.
 
-        ``grant_id`` is the row's, if the caller just read or made it.
+        Every send of the commit (the call's, a retry's, recovery's) carries
+        the row's grant and app version, so it is the same request (H1).
         """
-        grant_id = grant_id or self._row(handshake_id)["grant_id"]
+        row = self._row(handshake_id)
+        grant_id, app_version = row["grant_id"], row["app_version"]
         _, commit_id, _ = request_ids(handshake_id)
         crash_point("before_commit")
         try:
@@ -289,11 +378,10 @@ class Handshakes:
             if err.transient and err.license_reason in ("", "INTERNAL"):
                 raise  # unknown outcome: stays COMMITTING, re-sent by retry or recovery
             reason = err.license_reason or err.reason
-            if reason in ("GRANT_EXPIRED", "GRANT_ABORTED", "GRANT_NOT_FOUND"):
+            if reason in GRANT_ENDED:
                 # The license side already ended it: nothing to abort.
                 outcome = "EXPIRED" if reason == "GRANT_EXPIRED" else "FAILED"
-                self._set(handshake_id, outcome=outcome)
-                self._finish_aborted(handshake_id, reason, err.message)
+                self._finish_aborted(handshake_id, GRANT_ENDED[reason], err.message, outcome)
                 raise DeviceError.refused(
                     "DELIVERY_EXPIRED" if reason == "GRANT_EXPIRED" else "DELIVERY_NOT_PENDING",
                     "the grant ended before it was committed",
@@ -301,13 +389,7 @@ class Handshakes:
                 ) from None
             # A re-check refused it (H3: blocked, paused, expired): the grant is
             # still PREPARED at the license service, so abort it.
-            self._set(
-                handshake_id,
-                step=ABORTING,
-                outcome="FAILED",
-                failure_reason=err.reason,
-                failure_message=err.message,
-            )
+            self.decide_abort(handshake_id, (COMMITTING,), "FAILED", err.reason, err.message)
             self.settle_quietly(handshake_id)
             raise
         crash_point("after_commit")
@@ -329,8 +411,10 @@ class Handshakes:
                 self._finish_aborted(handshake_id)
                 return
             grant_id = grant.grant_id
-            self._set(handshake_id, grant_id=grant_id)
+            self._note_grant(handshake_id, grant_id)
         _, _, abort_id = request_ids(handshake_id)
+        # One request per handshake (H1): the reason is the one fixed when the
+        # abort was decided, and a step never moves back to need another.
         try:
             self.license.abort_grant(grant_id, abort_id, row["failure_reason"] or "REQUESTED")
         except DeviceError as err:
@@ -353,14 +437,14 @@ class Handshakes:
             step == PREPARED and not self.hooks[row["purpose"]].prepared_is_stable
         ):
             # Its caller is gone: undo (never roll an unanswered prepare forward).
-            self._set(
+            self.decide_abort(
                 handshake_id,
-                step=ABORTING,
-                outcome=row["outcome"] or "FAILED",
-                failure_reason=row["failure_reason"] or "INTERNAL",
-                failure_message=row["failure_message"] or "interrupted; undone by recovery",
+                (step,),
+                row["outcome"] or "FAILED",
+                row["failure_reason"] or "INTERNAL",
+                row["failure_message"] or "interrupted; undone by recovery",
             )
-            step = ABORTING
+            step = self._row(handshake_id)["step"]
         if step == COMMITTING:
             try:
                 self.commit(handshake_id)
@@ -371,17 +455,15 @@ class Handshakes:
             self.abort(handshake_id)
         return self._row(handshake_id)["step"]
 
-    def abort_now(self, handshake_id: str, outcome: str, reason: str, message: str) -> bool:
-        """Undoes a PREPARED handshake (cancel, disconnect); the abort call is best-effort.
-
-        The decision is durable once ABORTING is written: if the license service
-        is unreachable, recovery finishes the abort later.
-        """
-        with self.owned(handshake_id):
-            if not self.request_abort(handshake_id, outcome, reason, message):
-                return False
+    def settle_if_free(self, handshake_id: str) -> None:
+        """Finishes a decided abort now unless a call is working on the handshake
+        (that call finishes it; recovery does if it cannot)."""
+        if not self._try_own(handshake_id):
+            return
+        try:
             self.settle_quietly(handshake_id)
-            return True
+        finally:
+            self._disown(handshake_id)
 
     def settle(self, handshake_id: str) -> str:
         """Drives a handshake this thread owns to an end if it is orphaned; its step after."""
@@ -408,33 +490,50 @@ class Handshakes:
             if row["step"] == COMMITTED:
                 return
             device_id = row["device_id"]
-            # The device's old code gives its seat back; the new slot becomes ACTIVE (D7).
-            self.store.set_slot_state(
-                "device_id = ? AND state = 'ACTIVE' AND handshake_id != ?",
-                (device_id, handshake_id),
-                st.RELEASED,
-                now,
-            )
-            self.store.set_slot_state("handshake_id = ?", (handshake_id,), st.ACTIVE, now)
-            db["devices"].update(device_id, {"current_code": row["code"], "update_us": now})
+            # The new slot becomes ACTIVE and the code current only while the slot is
+            # still held: a DisconnectDevice that came first released it (D3).
+            if self.store.set_slot_state("handshake_id = ?", (handshake_id,), st.ACTIVE, now):
+                # The device's old code gives its seat back (D7).
+                self.store.set_slot_state(
+                    "device_id = ? AND state = 'ACTIVE' AND handshake_id != ?",
+                    (device_id, handshake_id),
+                    st.RELEASED,
+                    now,
+                )
+                db["devices"].update(device_id, {"current_code": row["code"], "update_us": now})
             self.hooks[row["purpose"]].on_committed(db, row, grant, now)
-            self._set(handshake_id, step=COMMITTED, grant_id=grant.grant_id or row["grant_id"])
+            db["handshakes"].update(
+                handshake_id,
+                {
+                    "step": COMMITTED,
+                    "grant_id": grant.grant_id or row["grant_id"],
+                    "update_us": now,
+                },
+            )
 
-    def _finish_aborted(self, handshake_id: str, reason: str = "", message: str = "") -> None:
+    def _finish_aborted(
+        self, handshake_id: str, reason: str = "", message: str = "", outcome: str = ""
+    ) -> None:
         now = self.now_us()
         with self.store.write() as db:
             row = self._row(handshake_id)
-            if row["step"] == ABORTED:
+            if row["step"] in (ABORTED, COMMITTED):
                 return
             if reason:
                 row["failure_reason"], row["failure_message"] = reason, message
+            if outcome:
+                row["outcome"] = outcome
             self.store.set_slot_state("handshake_id = ?", (handshake_id,), st.RELEASED, now)
             self.hooks[row["purpose"]].on_aborted(db, row, now)
-            self._set(
+            db["handshakes"].update(
                 handshake_id,
-                step=ABORTED,
-                failure_reason=row["failure_reason"],
-                failure_message=row["failure_message"],
+                {
+                    "step": ABORTED,
+                    "outcome": row["outcome"],
+                    "failure_reason": row["failure_reason"],
+                    "failure_message": row["failure_message"],
+                    "update_us": now,
+                },
             )
 
     def _row(self, handshake_id: str) -> Row:
@@ -483,6 +582,7 @@ class Handshakes:
             if not self._try_own(hid):
                 continue
             try:
+                pause_point("expiry")
                 if self.request_abort(hid, "EXPIRED", "DELIVERY_EXPIRED", "not completed in time"):
                     expired += 1
                     self.abort(hid)
@@ -493,3 +593,11 @@ class Handshakes:
             finally:
                 self._disown(hid)
         return expired
+
+
+def _busy_error() -> DeviceError:
+    return DeviceError(
+        "LICENSE_SERVICE_UNAVAILABLE",
+        "the handshake was changed meanwhile; retry",
+        grpc.StatusCode.UNAVAILABLE,
+    )

@@ -33,6 +33,7 @@ from keyslot.runtime.timeconv import from_timestamp, to_epoch_us
 from device_service import handshake as hs
 from device_service import store as st
 from device_service.errors import DeviceError
+from device_service.faults import pause_point
 from device_service.license_client import LicensePeer
 
 log = logging.getLogger("keyslot.device.reserve")
@@ -265,40 +266,45 @@ class Reserves:
         current = self._current_code(device)
         moment = expire_of(current) if current is not None else None
         reserve_id = st.new_id("rsv")
-        hid = self._begin(
-            device,
-            code,
-            reserve_id,
-            caller_channel,
-            caller_role,
-            grant_deadline(moment, now),
-        )
-        if request_id:
-            self.store.put_outcome(
-                scope,
-                request_id,
-                0,
-                target=device["device_id"],
-                fingerprint=code,
-                handshake_id=hid,
-                reason="",
-                create_us=self.now_us(),
-            )
+        hid = st.new_id("hs")
+        # Owned from before the intent row exists: recovery never takes it mid-call.
         with self.handshakes.owned(hid):
+            with self.store.write():
+                self._begin(
+                    hid,
+                    device,
+                    code,
+                    reserve_id,
+                    caller_channel,
+                    caller_role,
+                    grant_deadline(moment, now),
+                )
+                if request_id:
+                    self.store.put_outcome(
+                        scope,
+                        request_id,
+                        0,
+                        target=device["device_id"],
+                        fingerprint=code,
+                        handshake_id=hid,
+                        reason="",
+                        create_us=self.now_us(),
+                    )
             self.handshakes.prepare(hid)
         with self.store.write() as db:
             # The take-over moment the sweeper waits for (NULL: look at once).
-            db["reserves"].update(
-                reserve_id, {"takeover_us": to_epoch_us(next_check(current, now))}
+            db.execute(
+                "UPDATE reserves SET takeover_us = ? WHERE reserve_id = ? AND state = 'WAITING'",
+                (to_epoch_us(next_check(current, now)), reserve_id),
             )
         reserve = self.store.reserve(reserve_id)
         assert reserve is not None
         return reserve
 
     def _begin(  # type: ignore[no-untyped-def]
-        self, device, code, reserve_id, channel, role, grant_expire: datetime
-    ) -> str:
-        hid = st.new_id("hs")
+        self, hid, device, code, reserve_id, channel, role, grant_expire: datetime
+    ) -> None:
+        """The RESERVE intent row; the caller owns ``hid`` and may hold a write."""
         with self.store.write() as db:
             self.handshakes.begin(
                 db,
@@ -313,7 +319,6 @@ class Reserves:
                 owner_id=reserve_id,
                 handshake_id=hid,
             )
-        return hid
 
     def _current_code(self, device: Row) -> lpb.Code | None:
         if not device["current_code"]:
@@ -329,10 +334,10 @@ class Reserves:
             reserve = self._live_or_refuse(device_id)
             hid = reserve["handshake_id"]
             with self.handshakes.owned(hid):
-                row = self.handshakes._row(hid)
+                row = self._handshake(hid)
                 if row["step"] in (hs.PREPARING, hs.COMMITTING, hs.ABORTING):
                     self.handshakes.settle(hid)
-                    row = self.handshakes._row(hid)
+                    row = self._handshake(hid)
                 if row["step"] == hs.PREPARED:
                     self.handshakes.request_abort(hid, OUTCOME_REMOVED, "", "removed")
                     self.handshakes.settle_quietly(hid)
@@ -363,18 +368,18 @@ class Reserves:
         assert device is not None
         hid = reserve["handshake_id"]
         with self.handshakes.owned(hid):
-            row = self.handshakes._row(hid)
+            row = self._handshake(hid)
             if row["step"] in (hs.PREPARING, hs.COMMITTING, hs.ABORTING):
                 # An earlier take-over was interrupted: finish it first (H4).
                 self.handshakes.settle(hid)
-                row = self.handshakes._row(hid)
+                row = self._handshake(hid)
                 if row["step"] in (hs.COMMITTED, hs.ABORTED):
                     return  # its outcome stands (ACTIVATED, or FAILED for a retry)
             if row["step"] == hs.PREPARED and row["grant_expire_us"] <= self.now_us():
                 # The grant passed its deadline: replace it rather than fail on it.
                 self.handshakes.request_abort(hid, OUTCOME_RENEW, "", "grant expired")
                 self.handshakes.settle_quietly(hid)
-                row = self.handshakes._row(hid)
+                row = self._handshake(hid)
         if row["step"] not in (hs.PREPARED, hs.ABORTED):
             # An abort the license service has not confirmed yet: recovery finishes it.
             raise DeviceError(
@@ -390,12 +395,17 @@ class Reserves:
             fresh = self.store.reserve(reserve["reserve_id"])
             assert fresh is not None
             try:
-                self._claim_and_mark_committing(fresh, hid)
+                pause_point("before_decide_commit")
+                self._claim_and_mark_committing(fresh, hid, device["app_version"])
             except DeviceError as err:
+                if self._handshake(hid)["step"] == hs.ABORTING:
+                    # A disconnect or removal decided an abort meanwhile: its outcome stands.
+                    self.handshakes.settle_quietly(hid)
+                    return
                 self._fail(reserve["reserve_id"], err)
                 return
             try:
-                self.handshakes.commit(hid, app_version=device["app_version"])
+                self.handshakes.commit(hid)
             except DeviceError as err:
                 if err.transient:
                     raise
@@ -406,18 +416,20 @@ class Reserves:
     def _prepare_again(self, reserve: Row, device: Row) -> str | None:
         """A fresh RESERVE grant for a reserve whose grant ended; None when refused."""
         now = self.clock.now()
-        hid = self._begin(
-            device,
-            reserve["code"],
-            reserve["reserve_id"],
-            "DEVICE",
-            "",
-            grant_deadline(None, now),
-        )
-        with self.store.write() as db:
-            db["reserves"].update(reserve["reserve_id"], {"handshake_id": hid})
+        hid = st.new_id("hs")
         with self.handshakes.owned(hid):
             try:
+                with self.store.write() as db:
+                    self._begin(
+                        hid,
+                        device,
+                        reserve["code"],
+                        reserve["reserve_id"],
+                        "DEVICE",
+                        "",
+                        grant_deadline(None, now),
+                    )
+                    db["reserves"].update(reserve["reserve_id"], {"handshake_id": hid})
                 self.handshakes.prepare(hid)
             except DeviceError as err:
                 if err.transient:
@@ -425,7 +437,7 @@ class Reserves:
                 return None  # the hook marked the reserve FAILED with the reason
         return hid
 
-    def _claim_and_mark_committing(self, reserve: Row, hid: str) -> None:
+    def _claim_and_mark_committing(self, reserve: Row, hid: str, app_version: str) -> None:
         """Claims the reserve code's slot and moves the handshake to COMMITTING, atomically.
 
         A crash after this transaction leaves a COMMITTING row that recovery
@@ -441,21 +453,33 @@ class Reserves:
                 now,
                 handshake_id=hid,
             )
-            if not self.handshakes.request_commit(hid):
-                raise DeviceError.refused("RESERVE_NOT_FAILED", "the reserve is being changed")
+            if not self.handshakes.request_commit(hid, app_version):
+                raise self.handshakes.lost(
+                    hid, DeviceError.refused("RESERVE_NOT_FAILED", "the reserve is being changed")
+                )
 
     def _fail(self, reserve_id: str, err: DeviceError) -> None:
-        now = self.now_us()
+        """A live reserve fails with the reason (one removed or activated meanwhile stays)."""
         with self.store.write() as db:
-            db["reserves"].update(
-                reserve_id,
-                {
-                    "state": FAILED,
-                    "failure_reason": err.reason,
-                    "failure_message": err.message,
-                    "state_us": now,
-                },
+            db.execute(
+                "UPDATE reserves SET state = 'FAILED', failure_reason = ?, failure_message = ?,"
+                " state_us = ? WHERE reserve_id = ? AND state IN ('WAITING', 'FAILED')",
+                (err.reason, err.message, self.now_us(), reserve_id),
             )
+
+    def fail_waiting(self, device_id: str, reason: str, message: str) -> None:
+        """The device's WAITING reserve fails (inside DisconnectDevice's write)."""
+        with self.store.write() as db:
+            db.execute(
+                "UPDATE reserves SET state = 'FAILED', failure_reason = ?, failure_message = ?,"
+                " state_us = ? WHERE device_id = ? AND state = 'WAITING'",
+                (reason, message, self.now_us(), device_id),
+            )
+
+    def _handshake(self, handshake_id: str) -> Row:
+        row = self.store.handshake(handshake_id)
+        assert row is not None, handshake_id
+        return row
 
     def _live_or_refuse(self, device_id: str) -> Row:
         reserve = self.store.live_reserve(device_id)

@@ -475,12 +475,20 @@ class DeviceStore(Database):
     ) -> str:
         """Claims a slot of ``code`` for ``device_id`` or refuses NO_FREE_SLOTS (D3).
 
-        The count of active plus pending slots and the insert run in one
-        BEGIN IMMEDIATE transaction (joined if the caller already holds one),
+        The device's connected state, the count of active plus pending slots
+        and the insert run in one BEGIN IMMEDIATE transaction (joined if the
+        caller already holds one),
         so concurrent claims serialise on SQLite's write lock and never
         exceed ``max_devices``.
         """
         with self.write() as db:
+            # The disconnect fence (D3): a slot is claimed only for a connected device,
+            # read under the same write lock as DisconnectDevice's release of its slots.
+            device = self.device(device_id)
+            if device is None or device["disconnect_us"] is not None:
+                raise DeviceError.refused(
+                    "DEVICE_NOT_CONNECTED", "the device was disconnected", deviceId=device_id
+                )
             held = self.one(
                 "SELECT slot_id FROM slots"
                 " WHERE code = ? AND device_id = ? AND state != 'RELEASED'",

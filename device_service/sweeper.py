@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 
+from device_service.faults import pause_point
 from device_service.handshake import Handshakes
 
 log = logging.getLogger("keyslot.device.sweeper")
@@ -42,6 +43,7 @@ class Sweeper:
                 task()
             except Exception:
                 log.exception("sweep task failed")
+        pause_point("after_sweep")
 
     def _run(self) -> None:
         while True:

@@ -18,8 +18,19 @@ from tests.unit.device_rows import device_row, reserve_row
 CODE = "ABCDE-12345-FGHIJ-67890"
 
 
+def _store_with_devices(path: Path, *device_ids: str) -> DeviceStore:
+    """A store whose devices are connected: slots are claimed for connected devices only."""
+    store = DeviceStore(str(path))
+    with store.write() as db:
+        for device_id in device_ids:
+            db["devices"].insert(device_row(device_id))
+    return store
+
+
 def test_d3_fifty_threads_never_exceed_max_devices(tmp_path: Path) -> None:
-    store = DeviceStore(str(tmp_path / "device.db"))
+    store = _store_with_devices(
+        tmp_path / "device.db", "dev_taken1", "dev_taken2", *(f"dev_{i}" for i in range(50))
+    )
     # Two seats already taken: 3 free of 5 for 50 racing claims.
     store.claim_slot(CODE, "dev_taken1", 5, 1, state="ACTIVE")
     store.claim_slot(CODE, "dev_taken2", 5, 1)
@@ -46,13 +57,25 @@ def test_d3_fifty_threads_never_exceed_max_devices(tmp_path: Path) -> None:
 
 
 def test_d3_released_slots_are_not_counted(tmp_path: Path) -> None:
-    store = DeviceStore(str(tmp_path / "device.db"))
+    store = _store_with_devices(tmp_path / "device.db", "dev_a", "dev_b")
     store.claim_slot(CODE, "dev_a", 1, 1)
     with pytest.raises(DeviceError) as err:
         store.claim_slot(CODE, "dev_b", 1, 2)
     assert err.value.reason == "NO_FREE_SLOTS"
     store.set_slot_state("device_id = ?", ("dev_a",), "RELEASED", 3)
     store.claim_slot(CODE, "dev_b", 1, 4)
+    assert store.used_slots(CODE) == 1
+
+
+def test_d3_no_slot_for_a_disconnected_device(tmp_path: Path) -> None:
+    store = _store_with_devices(tmp_path / "device.db", "dev_a", "dev_gone")
+    store.update_device("dev_gone", {"disconnect_us": 3})
+    for device_id in ("dev_gone", "dev_never_connected"):
+        with pytest.raises(DeviceError) as err:
+            store.claim_slot(CODE, device_id, 5, 4)
+        assert err.value.reason == "DEVICE_NOT_CONNECTED"
+    assert store.used_slots(CODE) == 0
+    store.claim_slot(CODE, "dev_a", 5, 4)
     assert store.used_slots(CODE) == 1
 
 
