@@ -7,7 +7,7 @@ PROTOS := $(shell find protos -name '*.proto')
 GEN_OUT := clients
 QUICK ?=
 
-.PHONY: all setup gen lint test run bench proto-baseline clean
+.PHONY: all setup gen lint test chaos run bench proto-baseline clean
 
 all: lint test
 
@@ -37,6 +37,12 @@ lint: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+# Randomized crash-and-race rounds against both services (tests/chaos.py).
+ROUNDS ?= 10
+SEED ?= 1
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos --rounds $(ROUNDS) --seed $(SEED)
 
 run: $(STAMP)
 	$(BIN)/python -m keyslot.tools.devrun

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import suppress
 from datetime import timedelta
 from typing import Any
 
@@ -264,12 +265,21 @@ class DeliveriesApi(ApiBase):
                 row = self.store.handshake(hid)
                 assert row is not None
                 if row["step"] == hs.PREPARED:
-                    self.handshakes.request_abort(hid, "CANCELLED", "", "")
-                elif row["step"] != hs.ABORTING:
-                    raise DeviceError.refused(
-                        "DELIVERY_NOT_PENDING",
-                        "the delivery is being completed",
-                        deliveryId=delivery["delivery_id"],
+                    decided = self.handshakes.request_abort(hid, "CANCELLED", "", "")
+                else:  # an earlier cancel decided it and its abort call did not get through
+                    decided = row["step"] == hs.ABORTING and row["outcome"] == "CANCELLED"
+                if not decided:
+                    # Completed, or undone otherwise first (a disconnect, the expiry): that
+                    # stands; it ends now if the license service answers, else by recovery.
+                    with suppress(DeviceError):
+                        self.handshakes.settle(hid)
+                    raise self.handshakes.lost(
+                        hid,
+                        DeviceError.refused(
+                            "DELIVERY_NOT_PENDING",
+                            "the delivery is being completed or undone",
+                            deliveryId=delivery["delivery_id"],
+                        ),
                     )
                 self.handshakes.abort(hid)  # UNAVAILABLE: decided; recovery finishes it
         done = self.store.delivery(delivery["delivery_id"])

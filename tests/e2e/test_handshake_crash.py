@@ -9,9 +9,7 @@ max devices (D3).
 
 from __future__ import annotations
 
-import sqlite3
 import threading
-from contextlib import closing
 
 import grpc
 import pytest
@@ -19,65 +17,15 @@ from keyslot.device.v1 import device_service_pb2 as dpb
 from keyslot.license.v1 import license_service_pb2 as lpb
 
 from tests.e2e.device_support import connect, issue, new_account, send, subscribe
-from tests.harness import Services, wait_for
-
-STATE_OF_STEP = {
-    "COMMITTED": lpb.GRANT_STATE_COMMITTED,
-    "ABORTED": lpb.GRANT_STATE_ABORTED,
-    "PREPARED": lpb.GRANT_STATE_PREPARED,
-}
-
-
-def _rows(services: Services, sql: str) -> list[dict]:  # type: ignore[type-arg]
-    uri = f"file:{services.workdir / 'device.db'}?mode=ro"
-    with closing(sqlite3.connect(uri, uri=True)) as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(r) for r in conn.execute(sql)]
-
-
-def _wait_settled(services: Services, timeout: float = 15.0) -> list[dict]:  # type: ignore[type-arg]
-    """Waits for the recovery sweeper to leave no handshake mid-way."""
-
-    def settled() -> tuple[list[dict]] | None:  # type: ignore[type-arg]
-        rows = _rows(services, "SELECT * FROM handshakes")
-        busy = [
-            r
-            for r in rows
-            if r["step"] in ("PREPARING", "COMMITTING", "ABORTING")
-            or (r["step"] == "PREPARED" and r["purpose"] == "ACTIVATE")
-        ]
-        return None if busy else (rows,)
-
-    (rows,) = wait_for(settled, "the recovery sweeper to settle every handshake", timeout, 0.1)
-    return rows
+from tests.harness import Services
+from tests.invariants import device_rows as _rows
+from tests.invariants import h4_violations, slot_violations, wait_settled
 
 
 def _assert_both_sides_agree(services: Services) -> None:
-    peer = services.license_as("peer")
-    for hs in _wait_settled(services):
-        held = _rows(
-            services,
-            f"SELECT state FROM slots WHERE handshake_id = '{hs['handshake_id']}'"
-            " AND state != 'RELEASED'",
-        )
-        if hs["grant_id"]:
-            grant = peer.GetGrant(lpb.GetGrantRequest(grant_id=hs["grant_id"])).grant
-            assert grant.state == STATE_OF_STEP[hs["step"]], hs
-        else:
-            assert hs["step"] == "ABORTED", hs  # refused at prepare: no grant exists
-        if hs["step"] == "ABORTED":
-            assert held == [], hs  # every aborted grant <=> slot freed
-        elif hs["step"] == "PREPARED":
-            assert [r["state"] for r in held] == ["PENDING"], hs
-        # COMMITTED: ACTIVE unless a later code replaced it (then released).
-        elif held:
-            assert [r["state"] for r in held] == ["ACTIVE"], hs
-    for row in _rows(
-        services,
-        "SELECT code, COUNT(*) AS n FROM slots WHERE state != 'RELEASED' GROUP BY code",
-    ):
-        code = peer.GetCode(lpb.GetCodeRequest(code=row["code"])).code
-        assert row["n"] <= code.terms.max_devices  # D3 after the crash
+    """H4 on both sides and D3 once recovery settled (tests/invariants.py)."""
+    snap = wait_settled(services)
+    assert h4_violations(services, snap) + slot_violations(services, snap, {}) == []
 
 
 def _restart_device(services: Services, crash_at: str | None) -> None:

@@ -9,8 +9,6 @@ grant in the matching state, and no slot leaked.
 
 from __future__ import annotations
 
-import sqlite3
-from contextlib import closing
 from datetime import timedelta
 
 import pytest
@@ -19,13 +17,7 @@ from keyslot.license.v1 import license_service_pb2 as lpb
 
 from tests.e2e.device_support import activate, connect, issue, new_account
 from tests.harness import Services, wait_for
-
-
-def _rows(services: Services, sql: str) -> list[dict]:  # type: ignore[type-arg]
-    uri = f"file:{services.workdir / 'device.db'}?mode=ro"
-    with closing(sqlite3.connect(uri, uri=True)) as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(r) for r in conn.execute(sql)]
+from tests.invariants import device_rows as _rows
 
 
 def _restart_device(services: Services, crash_at: str | None) -> None:
