@@ -14,16 +14,18 @@ from device_service.errors import DeviceError
 
 # --- activation codes (formatted as the license service formats them) ---------
 
-_CODE_CHARS = re.compile(r"^[A-Z0-9]{20}$")
+_CODE_CHARS = re.compile(r"[A-Z0-9]{20}")
 
 
 def normalize_code(raw: str, field: str = "code") -> str:
     """An activation code as "ABCDE-12345-FGHIJ-67890"; case, spaces, hyphens ignored."""
-    compact = re.sub(r"[\s-]", "", raw or "").upper()
+    compact = re.sub(r"[\s-]", "", raw or "")
     if not compact:
         raise DeviceError.invalid(field, "required")
-    if not _CODE_CHARS.match(compact):
+    # Checked before upper(): it maps some non-ASCII letters to ASCII ("ß" -> "SS").
+    if not compact.isascii() or not _CODE_CHARS.fullmatch(compact.upper()):
         raise DeviceError.invalid(field, "must be 20 characters A-Z, 0-9")
+    compact = compact.upper()
     return "-".join(compact[i : i + 5] for i in range(0, 20, 5))
 
 
@@ -47,7 +49,10 @@ def format_connection_code(compact: str) -> str:
 
 def normalize_connection_code(raw: str) -> str | None:
     """The compact form of a typed connection code, or None if it cannot be one."""
-    compact = re.sub(r"[\s-]", "", raw or "").upper().translate(_CROCKFORD_ALIASES)
+    compact = re.sub(r"[\s-]", "", raw or "")
+    if not compact.isascii():  # upper() maps some non-ASCII letters to ASCII
+        return None
+    compact = compact.upper().translate(_CROCKFORD_ALIASES)
     if len(compact) != CONNECTION_CODE_LEN or any(c not in CROCKFORD for c in compact):
         return None
     return compact
@@ -55,13 +60,15 @@ def normalize_connection_code(raw: str) -> str | None:
 
 # --- field validation (S4) ----------------------------------------------------------
 
-_VERSION = re.compile(r"^\d{1,6}(\.\d{1,6}){0,3}$")
-_REGION = re.compile(r"^[A-Z]{2}$")
+# Matched with fullmatch (a "$" also matches before a trailing newline); [0-9], not
+# \d, which takes any Unicode digit and which the license service would refuse.
+_VERSION = re.compile(r"[0-9]{1,6}(\.[0-9]{1,6}){0,3}")
+_REGION = re.compile(r"[A-Z]{2}")
 _EMAIL = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
 )  # noqa: E501
-_ID = re.compile(r"^[a-z]{2,4}_[A-Za-z0-9_-]{1,64}$")
-_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,64}$")
+_ID = re.compile(r"[a-z]{2,4}_[A-Za-z0-9_-]{1,64}")
+_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,64}")
 
 
 def display_name(value: str, field: str = "display_name") -> str:
@@ -76,17 +83,18 @@ def display_name(value: str, field: str = "display_name") -> str:
 
 def app_version(value: str, field: str = "app_version") -> str:
     """Dotted numbers, 1-4 parts ("10.2.1")."""
-    if not _VERSION.match(value or ""):
+    if not _VERSION.fullmatch(value or ""):
         raise DeviceError.invalid(field, "dotted numbers such as 10.2.1 required")
     return value
 
 
 def region(value: str, field: str = "region") -> str:
     """ISO 3166-1 alpha-2, upper-cased."""
-    value = (value or "").strip().upper()
-    if not _REGION.match(value):
+    value = (value or "").strip()
+    # ASCII only: upper() maps some other letters to ASCII (the ligature U+FB01 to "FI").
+    if not value.isascii() or not _REGION.fullmatch(value.upper()):
         raise DeviceError.invalid(field, "ISO 3166-1 alpha-2 region such as FI required")
-    return value
+    return value.upper()
 
 
 def email(value: str, field: str = "email") -> str:
@@ -103,7 +111,7 @@ def resource_id(value: str, field: str) -> str:
     """An id this service assigned ("dev_...", "acc_..."); anything else is malformed."""
     if not value:
         raise DeviceError.invalid(field, "required")
-    if not _ID.match(value):
+    if not _ID.fullmatch(value):
         raise DeviceError.invalid(field, "malformed id")
     return value
 
@@ -112,7 +120,7 @@ def request_id(value: str, field: str = "request_id", required: bool = True) -> 
     """An idempotency key: 1-64 printable ASCII characters (H1)."""
     if not value and not required:
         return ""
-    if not _REQUEST_ID.match(value or ""):
+    if not _REQUEST_ID.fullmatch(value or ""):
         raise DeviceError.invalid(field, "1-64 printable ASCII characters required")
     return value
 
@@ -130,7 +138,7 @@ def page_offset(token: str, field: str = "page_token") -> int:
     """The offset an opaque page token stands for."""
     if not token:
         return 0
-    match = re.fullmatch(r"o(\d{1,9})", token)
+    match = re.fullmatch(r"o([0-9]{1,9})", token)  # [0-9]: \d takes any Unicode digit
     if not match:
         raise DeviceError.invalid(field, "not a token from a previous response")
     return int(match.group(1))

@@ -21,13 +21,7 @@ from keyslot.license.v1 import license_service_pb2 as pb
 from keyslot.license.v1 import license_service_pb2_grpc as pb_grpc
 from keyslot.runtime.auth import Principal, current_principal
 from keyslot.runtime.clock import Clock
-from keyslot.runtime.timeconv import (
-    from_duration,
-    from_timestamp,
-    to_duration,
-    to_epoch_us,
-    to_timestamp,
-)
+from keyslot.runtime.timeconv import to_duration, to_epoch_us, to_timestamp
 
 from license_service import grants as g
 from license_service import routing, terms
@@ -36,7 +30,13 @@ from license_service.codes import format_code, normalize_code
 from license_service.errors import LicenseError, ReplayedError
 from license_service.feed import CodeFeed, Watch
 from license_service.ops import IssueTerms, LicenseOps, code_not_found
-from license_service.products import PRODUCT_ID, REGION, VERSION, Product, compare_versions
+from license_service.products import (
+    PRODUCT_ID,
+    VERSION,
+    Product,
+    compare_versions,
+    region_code,
+)
 from license_service.ratelimit import FailedLookupLimiter
 from license_service.store import LicenseStore
 from license_service.terms import CodeRecord
@@ -249,11 +249,11 @@ class LicenseApi(pb_grpc.LicenseServiceServicer):
         if not PRODUCT_ID.match(p.product_id):
             v.add("product.product_id", "must be 1-64 of a-z, 0-9, '-', '_'")
         val.text(v, "product.display_name", p.display_name, max_len=200, required=True)
-        regions = [r.upper() for r in p.released_regions]
+        regions = [region_code(r) or "" for r in p.released_regions]
         if len(regions) > 300:
             v.add("product.released_regions", "at most 300 regions")
         for i, region in enumerate(regions):
-            if not REGION.match(region):
+            if not region:
                 v.add(f"product.released_regions[{i}]", "must be an ISO 3166-1 alpha-2 code")
         for field in ("min_app_version", "max_app_version"):
             value = getattr(p, field)
@@ -313,16 +313,21 @@ class LicenseApi(pb_grpc.LicenseServiceServicer):
         elif not t.HasField("duration"):
             v.add("terms.duration", "is required unless unlimited")
         else:
-            duration = from_duration(t.duration)
-            val.span(v, "terms.duration", duration, timedelta(days=1), MAX_DURATION)
-        grace = from_duration(t.grace_period) if t.HasField("grace_period") else timedelta(0)
-        val.span(v, "terms.grace_period", grace, timedelta(0), MAX_GRACE)
+            duration = val.duration(v, "terms.duration", t.duration)
+            if duration is not None:
+                val.span(v, "terms.duration", duration, timedelta(days=1), MAX_DURATION)
+        grace: timedelta | None = timedelta(0)
+        if t.HasField("grace_period"):
+            grace = val.duration(v, "terms.grace_period", t.grace_period)
+        if grace is not None:
+            val.span(v, "terms.grace_period", grace, timedelta(0), MAX_GRACE)
         val.count(v, "terms.max_devices", t.max_devices, 1, 10000)
         if t.auto_renew and kind != terms.SUBSCRIPTION:
             v.add("terms.auto_renew", "only subscriptions renew automatically")
         val.text(v, "terms.provider_name", t.provider_name, max_len=200)
         val.text(v, "terms.order_number", t.order_number, max_len=64)
         v.raise_if_any()
+        assert grace is not None
         return IssueTerms(
             product_id=t.product_id,
             kind=kind,
@@ -569,15 +574,18 @@ class LicenseApi(pb_grpc.LicenseServiceServicer):
         val.text(v, "device.device_id", d.device_id, max_len=64, required=True)
         if d.app_version and (len(d.app_version) > 64 or not VERSION.match(d.app_version)):
             v.add("device.app_version", "must be dotted numbers such as 10.2")
-        if d.region and not REGION.match(d.region.upper()):
+        region = region_code(d.region) if d.region else ""
+        if region is None:
             v.add("device.region", "must be an ISO 3166-1 alpha-2 code")
         current = normalize_code(d.current_code, "device.current_code") if d.current_code else ""
         channel = val.enum(v, "caller.channel", request.caller.channel, pb.CallerChannel)
         role = val.enum(v, "caller.role", request.caller.role, pb.ConsoleRole, allow_unset=True)
         val.request_id(v, request.request_id, required=True)
-        deadline = from_timestamp(request.expire_time) if request.HasField("expire_time") else None
-        if deadline is None:
+        deadline = None
+        if not request.HasField("expire_time"):
             v.add("expire_time", "is required")
+        else:
+            deadline = val.timestamp(v, "expire_time", request.expire_time)
         v.raise_if_any()
         assert deadline is not None
 
@@ -585,7 +593,7 @@ class LicenseApi(pb_grpc.LicenseServiceServicer):
             # Checked only for a new request: a recovery retry after the deadline
             # must still get its first answer (H1, H4), not INVALID_ARGUMENT.
             late = val.Violations()
-            val.future_time(late, "expire_time", deadline, now, MAX_GRANT_HOLD)
+            held = val.grant_deadline(late, "expire_time", deadline, now, MAX_GRANT_HOLD)
             late.raise_if_any()
             grant, rec = self.ops.prepare_grant(
                 code=code,
@@ -593,11 +601,11 @@ class LicenseApi(pb_grpc.LicenseServiceServicer):
                 device=g.DeviceContext(
                     device_id=d.device_id,
                     app_version=d.app_version,
-                    region=d.region.upper(),
+                    region=region or "",
                     current_code=current,
                 ),
                 caller=g.CallerContext(channel=channel, role=role),
-                expire_time=deadline,
+                expire_time=held,
                 now=now,
             )
             return pb.PrepareGrantResponse(grant=self._grant_pb(grant, rec, now))

@@ -28,7 +28,9 @@ def normalize_code(text: str, field: str = "code") -> str:
         raise LicenseError.invalid(field, "is required")
     if len(text) > MAX_INPUT:
         raise LicenseError.invalid(field, f"must be at most {MAX_INPUT} characters")
-    compact = _IGNORED.sub("", text).upper()
+    compact = _IGNORED.sub("", text)
+    # Checked before upper(): it maps some non-ASCII letters to ASCII ("ß" -> "SS").
+    compact = compact.upper() if compact.isascii() else ""
     if not _VALID.match(compact):
         raise LicenseError.invalid(
             field, "must be 20 letters A-Z and digits, shown as ABCDE-12345-FGHIJ-67890"

@@ -6,9 +6,19 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-PRODUCT_ID = re.compile(r"^[a-z0-9_-]{1,64}$")
-REGION = re.compile(r"^[A-Z]{2}$")
-VERSION = re.compile(r"^[0-9]{1,9}(\.[0-9]{1,9}){0,7}$")
+# \Z, not $: "$" also matches before a trailing newline.
+PRODUCT_ID = re.compile(r"^[a-z0-9_-]{1,64}\Z")
+REGION = re.compile(r"^[A-Z]{2}\Z")
+VERSION = re.compile(r"^[0-9]{1,9}(\.[0-9]{1,9}){0,7}\Z")
+
+
+def region_code(text: str) -> str | None:
+    """An ISO 3166-1 alpha-2 region, upper-cased; None if ``text`` is not one.
+
+    ASCII only: upper() maps some other letters to ASCII (the ligature U+FB01 to "FI").
+    """
+    upper = text.upper()
+    return upper if text.isascii() and REGION.match(upper) else None
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,14 @@ import re
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from google.protobuf import duration_pb2, timestamp_pb2
 from keyslot.runtime.errors import FieldViolation
+from keyslot.runtime.timeconv import (
+    duration_problem,
+    from_duration,
+    from_timestamp,
+    timestamp_problem,
+)
 
 from license_service.errors import LicenseError
 
@@ -19,6 +26,12 @@ DEFAULT_PAGE_SIZE = 100
 MAX_REQUEST_ID = 64
 MAX_ID = 64
 EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+# Tokens this service issues are far shorter; a longer one is refused unparsed (S4).
+MAX_PAGE_TOKEN = 512
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # SQLite's INTEGER range
+# Grant deadlines come from the peer's clock. Ours may run ahead of it by up to
+# this much: a deadline that far in the past is still accepted (see grant_deadline).
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 class Violations:
@@ -70,6 +83,24 @@ def span(v: Violations, field: str, value: timedelta, low: timedelta, high: time
         v.add(field, f"must be between {low} and {high}")
 
 
+def timestamp(v: Violations, field: str, value: timestamp_pb2.Timestamp) -> datetime | None:
+    """A Timestamp as a datetime; None, with a violation, outside Timestamp's range."""
+    problem = timestamp_problem(value)
+    if problem is not None:
+        v.add(field, problem)
+        return None
+    return from_timestamp(value)
+
+
+def duration(v: Violations, field: str, value: duration_pb2.Duration) -> timedelta | None:
+    """A Duration as a timedelta; None, with a violation, outside Duration's range."""
+    problem = duration_problem(value)
+    if problem is not None:
+        v.add(field, problem)
+        return None
+    return from_duration(value)
+
+
 def request_id(v: Violations, value: str, *, required: bool, field: str = "request_id") -> None:
     text(v, field, value, max_len=MAX_REQUEST_ID, required=required)
 
@@ -89,16 +120,26 @@ def encode_page_token(key: Any) -> str:
 
 
 def decode_page_token(token: str, kind: type) -> Any:
-    """The last key of the previous page, or None for the first page."""
+    """The last key of the previous page, or None for the first page.
+
+    Anything but a key of ``kind`` that SQLite can bind is INVALID_ARGUMENT (S4).
+    """
     if not token:
         return None
+    refusal = LicenseError.invalid("page_token", "is not a token this service issued")
+    if len(token) > MAX_PAGE_TOKEN:
+        raise refusal
     try:
         data = json.loads(base64.urlsafe_b64decode(token.encode()))
         key = data["after"]
-    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeError):
-        raise LicenseError.invalid("page_token", "is not a token this service issued") from None
+        if isinstance(key, str):
+            key.encode()  # a lone surrogate (JSON "\ud800") cannot be bound to SQLite
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeError, RecursionError):
+        raise refusal from None
     if not isinstance(key, kind) or isinstance(key, bool):
-        raise LicenseError.invalid("page_token", "is not a token this service issued")
+        raise refusal
+    if isinstance(key, int) and not INT64_MIN <= key <= INT64_MAX:
+        raise refusal
     return key
 
 
@@ -125,12 +166,16 @@ def past_date(v: Violations, field: str, value: str, today: date) -> None:
         v.add(field, "must not be in the future")
 
 
-def future_time(
-    v: Violations, field: str, value: datetime | None, now: datetime, most: timedelta
-) -> None:
-    if value is None:
-        v.add(field, "is required")
-    elif value <= now:
-        v.add(field, "must be in the future")
+def grant_deadline(
+    v: Violations, field: str, value: datetime, now: datetime, most: timedelta
+) -> datetime:
+    """The time a grant is held until, for a deadline the peer computed from its clock.
+
+    A deadline up to CLOCK_SKEW in the past by our clock is the peer's clock running
+    behind ours: accepted, and held at least CLOCK_SKEW from now so it can be committed.
+    """
+    if value <= now - CLOCK_SKEW:
+        v.add(field, f"must be in the future (clocks may differ by at most {CLOCK_SKEW})")
     elif value > now + most:
         v.add(field, f"must be within {most} from now")
+    return max(value, now + CLOCK_SKEW)

@@ -19,6 +19,14 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 _LOWER_CAMEL = re.compile(r"^[a-z][a-zA-Z0-9]*$")
+# gRPC drops a call whose trailers pass its metadata limit (8-16 KiB) with RESOURCE_EXHAUSTED
+# and no rich status: a refusal names at most this many fields, in this many characters each.
+MAX_VIOLATIONS = 10
+MAX_DESCRIPTION = 100
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_DESCRIPTION else text[: MAX_DESCRIPTION - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,10 @@ class ServiceError(Exception):
         self.retry_delay = retry_delay
         if field and not self.violations and code == grpc.StatusCode.INVALID_ARGUMENT:
             self.violations = [FieldViolation(field, message)]
+        self.violations = [
+            FieldViolation(_clip(v.field), _clip(v.description))
+            for v in self.violations[:MAX_VIOLATIONS]
+        ]
 
     # Constructors for the common families keep call sites short.
     @classmethod
@@ -75,7 +87,7 @@ class ServiceError(Exception):
         """INVALID_ARGUMENT naming the field (S4)."""
         return cls(
             "INVALID_ARGUMENT",
-            f"{field}: {description}",
+            _clip(f"{field}: {description}"),
             grpc.StatusCode.INVALID_ARGUMENT,
             field=field,
             metadata={"field": field},
@@ -85,9 +97,12 @@ class ServiceError(Exception):
     def invalid_many(cls, violations: list[FieldViolation]) -> ServiceError:
         """INVALID_ARGUMENT naming several fields at once."""
         first = violations[0]
+        message = "; ".join(_clip(f"{v.field}: {v.description}") for v in violations[:3])
+        if len(violations) > 3:
+            message += f"; and {len(violations) - 3} more"
         return cls(
             "INVALID_ARGUMENT",
-            "; ".join(f"{v.field}: {v.description}" for v in violations),
+            message,
             grpc.StatusCode.INVALID_ARGUMENT,
             field=first.field,
             metadata={"field": first.field},
