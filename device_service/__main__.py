@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from keyslot.runtime.files import private_umask
 from keyslot.runtime.server import serve_forever, setup_logging
 from keyslot.runtime.settings import describe
 
@@ -11,6 +12,8 @@ from device_service.server import Settings, build
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before any file exists: SQLite's -wal/-shm come later and must be 0600 too.
+    private_umask()
     setup_logging("device")
     settings = Settings.from_args(argv)
     print("device service settings:\n" + describe(settings), flush=True)

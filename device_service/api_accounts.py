@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import secrets
 from datetime import timedelta
 
@@ -197,8 +198,38 @@ class AccountsApi(ApiBase):
             "create_us": to_epoch_us(now),
         }
         with self.store.write() as db:
+            # Counted under the insert's write lock: parallel sends cannot both pass.
+            self._within_mail_limits(account["account_id"], address, row["create_us"])
             db["outbox"].insert(row)
         return pb.SendDownloadLinkResponse(message=convert.outbox(row))
+
+    def _within_mail_limits(self, account_id: str, address: str, now_us: int) -> None:
+        """TOO_MANY_MESSAGES once the account, or the address from any account, had its
+        limit of mails within the rolling window (kept in the database: replicas share it)."""
+        window_us = round(self.settings.download_link_window * 1_000_000)
+        waits = []
+        for by, value, limit in (
+            ("account", account_id, self.settings.download_links_per_account),
+            ("email", address, self.settings.download_links_per_address),
+        ):
+            if limit <= 0:
+                continue  # 0 switches that limit off
+            nth = self.store.nth_latest_mail_us(by, value, limit, now_us - window_us)
+            if nth is not None:  # once it leaves the window, one more mail fits
+                waits.append((nth + window_us - now_us, by))
+        if not waits:
+            return
+        wait_us, by = max(waits)  # both limits must let the mail through
+        seconds = max(1, math.ceil(wait_us / 1_000_000))
+        whose = "from this account" if by == "account" else "to this address"
+        raise DeviceError(
+            "TOO_MANY_MESSAGES",
+            f"too many download links {whose} within {self.settings.download_link_window:g} s;"
+            f" retry in {seconds} s",
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            metadata={"retryAfterSeconds": str(seconds), "limitedBy": by},
+            retry_delay=timedelta(seconds=seconds),
+        )
 
     def ListOutbox(self, request: pb.ListOutboxRequest, context) -> pb.ListOutboxResponse:  # type: ignore[no-untyped-def]
         p = self.principal()

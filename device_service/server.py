@@ -6,10 +6,17 @@ import argparse
 import logging
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 from keyslot.device.v1 import device_service_pb2_grpc as pb_grpc
 from keyslot.runtime import auth
 from keyslot.runtime.clock import Clock, make_clock
+from keyslot.runtime.retention import (
+    DEFAULT_RETENTION_HOURS,
+    Pruner,
+    add_retention_flag,
+    check_retention_hours,
+)
 from keyslot.runtime.server import Running, create_server
 from keyslot.runtime.settings import add_common_flags, truthy
 
@@ -44,6 +51,15 @@ class Settings:
     code_cache_size: int = 20_000
     check_in_cache_size: int = CHECK_IN_CACHE_SIZE
     code_cache_max_age: float = 60.0
+    # Download-link mails (D2) per account and per address in a rolling window; 0 = no limit.
+    download_links_per_account: int = 20
+    download_links_per_address: int = 5
+    download_link_window: float = 3600.0
+    # Request outcomes, finished handshakes and other history (README "Retention").
+    retention_hours: float = DEFAULT_RETENTION_HOURS
+
+    def __post_init__(self) -> None:
+        check_retention_hours(self.retention_hours)
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None) -> Settings:
@@ -100,7 +116,41 @@ class Settings:
             " kept until one of its rows changes; 0 reads it on every check-in"
             " (KEYSLOT_CHECK_IN_CACHE_SIZE)",
         )
+        parser.add_argument(
+            "--download-links-per-account",
+            type=int,
+            default=int(
+                env("KEYSLOT_DOWNLOAD_LINKS_PER_ACCOUNT", str(cls.download_links_per_account))
+            ),
+            help="download-link mails an account may send per window; 0 = no limit"
+            " (KEYSLOT_DOWNLOAD_LINKS_PER_ACCOUNT)",
+        )
+        parser.add_argument(
+            "--download-links-per-address",
+            type=int,
+            default=int(
+                env("KEYSLOT_DOWNLOAD_LINKS_PER_ADDRESS", str(cls.download_links_per_address))
+            ),
+            help="download-link mails one e-mail address may get per window, from any"
+            " account; 0 = no limit (KEYSLOT_DOWNLOAD_LINKS_PER_ADDRESS)",
+        )
+        parser.add_argument(
+            "--download-link-window",
+            type=float,
+            default=float(env("KEYSLOT_DOWNLOAD_LINK_WINDOW", str(cls.download_link_window))),
+            help="seconds of the rolling window of the download-link limits"
+            " (KEYSLOT_DOWNLOAD_LINK_WINDOW)",
+        )
+        add_retention_flag(parser)
         a = parser.parse_args(argv)
+        try:
+            check_retention_hours(a.retention_hours)
+        except ValueError as err:
+            parser.error(str(err))  # exits 2 with the usage and the reason
+        if a.download_links_per_account < 0 or a.download_links_per_address < 0:
+            parser.error("--download-links-per-account/-address must be 0 (no limit) or more")
+        if a.download_link_window <= 0:
+            parser.error("--download-link-window must be a positive number of seconds")
         return cls(
             listen=a.listen,
             db=a.db,
@@ -118,6 +168,10 @@ class Settings:
             code_cache_size=a.code_cache_size,
             code_cache_max_age=a.code_cache_max_age,
             check_in_cache_size=a.check_in_cache_size,
+            retention_hours=a.retention_hours,
+            download_links_per_account=a.download_links_per_account,
+            download_links_per_address=a.download_links_per_address,
+            download_link_window=a.download_link_window,
         )
 
 
@@ -152,7 +206,10 @@ def build(settings: Settings, clock: Clock | None = None) -> Running:
     )
     # Recovery at start-up runs in the sweeper's first pass, so an unreachable
     # license service does not delay serving (H4).
-    sweeper = Sweeper(api.handshakes, settings.sweep_interval, [api.reserves.take_over_due])
+    pruner = Pruner(store, store.retention_rules(timedelta(hours=settings.retention_hours)))
+    sweeper = Sweeper(
+        api.handshakes, settings.sweep_interval, [api.reserves.take_over_due], pruner=pruner
+    )
     sweeper.start()
     running.on_stop.extend([sweeper.stop, license_peer.close, store.close])
     return running

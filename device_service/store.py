@@ -11,10 +11,12 @@ import json
 import secrets
 import sqlite3
 import threading
+from datetime import timedelta
 from typing import Any
 
 from keyslot.runtime.auth import Principal, hash_token
 from keyslot.runtime.db import Database
+from keyslot.runtime.retention import HISTORY, Prune
 
 from device_service import rules
 from device_service.check_in_cache import WATCHED, CheckInCache, CheckInView
@@ -271,9 +273,13 @@ class DeviceStore(Database):
             "CREATE INDEX IF NOT EXISTS handshakes_step ON handshakes(step)",
             "CREATE INDEX IF NOT EXISTS credentials_device ON credentials(device_id)",
             "CREATE INDEX IF NOT EXISTS outbox_create ON outbox(create_us)",
+            # The download-link limits (D2) count an account's and an address's latest mails.
+            "CREATE INDEX IF NOT EXISTS outbox_account ON outbox(account_id, create_us)",
+            "CREATE INDEX IF NOT EXISTS outbox_email ON outbox(lower(email), create_us)",
         ]
         for statement in ddl:
             self.conn.execute(statement)
+        self.create_retention_indexes()
 
     # --- credentials (S1) ---------------------------------------------------------
 
@@ -547,12 +553,146 @@ class DeviceStore(Database):
         with self.write() as db:
             db["request_outcomes"].upsert({**key, **values}, pk=("scope", "request_id", "position"))
 
+    # --- outgoing mail (D2) ---------------------------------------------------------------
+
+    def nth_latest_mail_us(self, by: str, value: str, n: int, since_us: int) -> int | None:
+        """When the ``n``-th latest mail after ``since_us`` was recorded, or None if fewer.
+
+        ``by`` is "account" (an account id) or "email" (an address, in any
+        account and any case). Read inside the write that records the next
+        mail, so concurrent sends cannot both pass the count.
+        """
+        where = {"account": "account_id = ?", "email": "lower(email) = lower(?)"}[by]
+        row = self.one(
+            f"SELECT create_us FROM outbox WHERE {where} AND create_us > ?"
+            " ORDER BY create_us DESC LIMIT 1 OFFSET ?",
+            (value, since_us, n - 1),
+        )
+        return None if row is None else int(row["create_us"])
+
+    # --- retention (what history is kept, and for how long) ------------------------------
+
+    def create_retention_indexes(self) -> None:
+        """The indexes that make each prune a search, never a scan of the table."""
+        for statement in (
+            "CREATE INDEX IF NOT EXISTS request_outcomes_create ON request_outcomes(create_us)",
+            "CREATE INDEX IF NOT EXISTS request_outcomes_handshake"
+            " ON request_outcomes(handshake_id)",
+            "CREATE INDEX IF NOT EXISTS handshakes_finished ON handshakes(update_us)"
+            " WHERE step IN ('COMMITTED', 'ABORTED')",
+            "CREATE INDEX IF NOT EXISTS slots_released ON slots(state_us) WHERE state = 'RELEASED'",
+            "CREATE INDEX IF NOT EXISTS deliveries_ended ON deliveries(end_us)"
+            " WHERE end_us IS NOT NULL",
+            "CREATE INDEX IF NOT EXISTS reserves_state_time ON reserves(state, state_us)",
+            "CREATE INDEX IF NOT EXISTS connection_codes_expire ON connection_codes(expire_us)",
+            "CREATE INDEX IF NOT EXISTS outbox_gone ON outbox(COALESCE(link_expire_us, create_us))",
+        ):
+            self.conn.execute(statement)
+
+    def retention_rules(self, retention: timedelta) -> tuple[Prune, ...]:
+        """What the sweeper prunes, in this order (README "Retention").
+
+        ``retention`` (at least 24 h, H1) applies to what only retries and
+        recovery read; deliveries are the account's history and stay ``HISTORY``.
+        The order matters: a request outcome goes before the handshake it
+        names, a handshake before the delivery or reserve it drives, so a
+        replay (H1) never finds half of its first answer.
+        """
+        history = max(retention, HISTORY)
+        return (
+            # H1: a retry within ``retention`` gets its first answer.
+            Prune(
+                "request outcomes",
+                "request_outcomes",
+                "create_us",
+                retention,
+                index="request_outcomes_create",
+            ),
+            # Finished only (H4: recovery drives the others), and none a retained
+            # outcome replays or a live reserve runs on (D9, D10).
+            Prune(
+                "handshakes",
+                "handshakes",
+                "update_us",
+                retention,
+                index="handshakes_finished",
+                scope="step IN ('COMMITTED', 'ABORTED')",
+                guard="NOT EXISTS (SELECT 1 FROM request_outcomes o"
+                " WHERE o.handshake_id = handshakes.handshake_id)"
+                " AND NOT EXISTS (SELECT 1 FROM reserves r WHERE r.device_id = handshakes.device_id"
+                " AND r.state IN ('WAITING', 'FAILED')"
+                " AND r.handshake_id = handshakes.handshake_id)",
+            ),
+            Prune(
+                "removed reserves",
+                "reserves",
+                "state_us",
+                retention,
+                index="reserves_state_time",
+                scope="state = 'REMOVED'",
+                guard=_HANDSHAKE_GONE.format(table="reserves"),
+            ),
+            # An ACTIVATED reserve is shown while its code is the device's current one.
+            Prune(
+                "replaced reserves",
+                "reserves",
+                "state_us",
+                retention,
+                index="reserves_state_time",
+                scope="state = 'ACTIVATED'",
+                guard="NOT EXISTS (SELECT 1 FROM devices d WHERE d.device_id = reserves.device_id"
+                " AND d.current_code = reserves.code) AND "
+                + _HANDSHAKE_GONE.format(table="reserves"),
+            ),
+            # D4: ended deliveries are the "my devices" history (ListDeliveries).
+            Prune(
+                "deliveries",
+                "deliveries",
+                "end_us",
+                history,
+                index="deliveries_ended",
+                guard="state != 'PENDING' AND " + _HANDSHAKE_GONE.format(table="deliveries"),
+            ),
+            # D3 counts held slots only; a released one is history.
+            Prune(
+                "released slots",
+                "slots",
+                "state_us",
+                retention,
+                index="slots_released",
+                scope="state = 'RELEASED'",
+            ),
+            # D1: after ``retention`` a used or expired code is just unknown.
+            Prune(
+                "connection codes",
+                "connection_codes",
+                "expire_us",
+                retention,
+                index="connection_codes_expire",
+            ),
+            # D2: a message stays while its link works and ``retention`` after
+            # (per-address send limits count it over a window of hours).
+            Prune(
+                "outbox messages",
+                "outbox",
+                "COALESCE(link_expire_us, create_us)",
+                retention,
+                index="outbox_gone",
+            ),
+        )
+
 
 # The reserve shown with a device (``r`` joined with its device ``d``, by ``r.device_id = ?``).
 _SHOWN_RESERVE = (
     "r.device_id = ? AND (r.state IN ('WAITING', 'FAILED')"
     " OR (r.state = 'ACTIVATED' AND r.code = d.current_code))"
     " ORDER BY r.state = 'ACTIVATED', r.add_us DESC LIMIT 1"
+)
+
+
+# A delivery or reserve goes only after the handshake that drove it (H1 replays read both).
+_HANDSHAKE_GONE = (
+    "NOT EXISTS (SELECT 1 FROM handshakes h WHERE h.handshake_id = {table}.handshake_id)"
 )
 
 

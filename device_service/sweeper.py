@@ -1,10 +1,12 @@
-"""The device service's background thread: delivery deadlines and recovery (D4, H4)."""
+"""The device service's background thread: delivery deadlines, recovery, retention (D4, H4)."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable, Sequence
+
+from keyslot.runtime.retention import Pruner
 
 from device_service.faults import pause_point
 from device_service.handshake import Handshakes
@@ -16,11 +18,17 @@ class Sweeper:
     """Runs a recovery pass at once (start-up), then expiry + recovery every interval."""
 
     def __init__(
-        self, handshakes: Handshakes, interval: float, tasks: Sequence[Callable[[], int]] = ()
+        self,
+        handshakes: Handshakes,
+        interval: float,
+        tasks: Sequence[Callable[[], int]] = (),
+        pruner: Pruner | None = None,
     ) -> None:
         self.handshakes = handshakes
         # Further periodic work, e.g. due reserve take-overs (D9).
         self.tasks = tuple(tasks)
+        # Last in each pass: history the work above just finished is kept, not pruned.
+        self.pruner = pruner
         self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="device-sweeper", daemon=True)
@@ -43,6 +51,11 @@ class Sweeper:
                 task()
             except Exception:
                 log.exception("sweep task failed")
+        if self.pruner is not None:
+            try:
+                self.pruner.prune(self.handshakes.clock.now())
+            except Exception:
+                log.exception("retention pass failed")
         pause_point("after_sweep")
 
     def _run(self) -> None:

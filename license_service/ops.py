@@ -26,8 +26,6 @@ from license_service.terms import CodeRecord
 
 log = logging.getLogger("keyslot.license")
 
-REQUEST_ID_TTL = timedelta(hours=48)  # H1 asks for at least 24 h
-
 
 def code_not_found(code: str) -> LicenseError:
     """NOT_FOUND for a code that does not exist or is not the caller's (S2: same answer)."""
@@ -280,14 +278,11 @@ class LicenseOps:
         return done
 
     def sweep(self, now: datetime) -> None:
-        """One pass of time-driven work: grant deadlines, renewals, old request ids."""
+        """One pass of time-driven work: grant deadlines and renewals.
+
+        Old request ids and other history go in the sweeper's retention pass.
+        """
         expired = self.expire_overdue_grants(now)
         renewed = sum(self.apply_renewals(c, now) for c in self.store.renewal_candidates(now))
-        forgotten = self.store.forget_requests(now - REQUEST_ID_TTL)
-        if expired or renewed or forgotten:
-            log.info(
-                "sweep: %d grants expired, %d codes renewed, %d request ids forgotten",
-                expired,
-                renewed,
-                forgotten,
-            )
+        if expired or renewed:
+            log.info("sweep: %d grants expired, %d codes renewed", expired, renewed)

@@ -11,6 +11,12 @@ from datetime import timedelta
 from keyslot.license.v1 import license_service_pb2_grpc as pb_grpc
 from keyslot.runtime import auth
 from keyslot.runtime.clock import Clock, make_clock
+from keyslot.runtime.retention import (
+    DEFAULT_RETENTION_HOURS,
+    Pruner,
+    add_retention_flag,
+    check_retention_hours,
+)
 from keyslot.runtime.server import Running, create_server
 from keyslot.runtime.settings import add_common_flags, truthy
 
@@ -38,6 +44,11 @@ class Settings:
     log_calls: bool = True
     lookup_budget: int = 20
     lookup_window: float = 60.0
+    # Request ids and other history the rules no longer read (README "Retention").
+    retention_hours: float = DEFAULT_RETENTION_HOURS
+
+    def __post_init__(self) -> None:
+        check_retention_hours(self.retention_hours)
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None) -> Settings:
@@ -57,7 +68,12 @@ class Settings:
             default=float(env("KEYSLOT_LOOKUP_WINDOW", str(cls.lookup_window))),
             help="seconds of the failed look-up window (KEYSLOT_LOOKUP_WINDOW, S3)",
         )
+        add_retention_flag(parser)
         a = parser.parse_args(argv)
+        try:
+            check_retention_hours(a.retention_hours)
+        except ValueError as err:
+            parser.error(str(err))  # exits 2 with the usage and the reason
         return cls(
             listen=a.listen,
             db=a.db,
@@ -69,6 +85,7 @@ class Settings:
             log_calls=truthy(a.log_calls),
             lookup_budget=a.lookup_budget,
             lookup_window=a.lookup_window,
+            retention_hours=a.retention_hours,
         )
 
 
@@ -88,7 +105,8 @@ def build(settings: Settings, clock: Clock | None = None) -> Running:
         workers=settings.workers,
         log_calls=settings.log_calls,
     )
-    sweeper = Sweeper(api.ops, clock, settings.sweep_interval)
+    pruner = Pruner(store, store.retention_rules(timedelta(hours=settings.retention_hours)))
+    sweeper = Sweeper(api.ops, clock, settings.sweep_interval, pruner)
     sweeper.start()
     # The sweeper stops before the store closes under it.
     running.on_stopping.append(store.feed.close)  # watches would hold the grace period

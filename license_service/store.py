@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from keyslot.runtime.db import Database
+from keyslot.runtime.retention import HISTORY, Prune
 from keyslot.runtime.timeconv import from_epoch_us, to_epoch_us
 
 from license_service.feed import CodeFeed
@@ -25,6 +26,8 @@ _CODE_TIMES = {
 _CODE_SPANS = ("duration", "grace", "paused_total")
 _CODE_FIELDS = fields(CodeRecord)
 PRODUCT_CACHE_SIZE = 10_000  # a catalogue, not a fleet
+# A final grant is kept at least this long: the device side's recovery may ask for it (H4).
+GRANT_HISTORY = timedelta(days=7)
 _CODE_BOOLS = ("trial", "free", "auto_renew", "blocked", "cancel_at_period_end")
 
 
@@ -245,6 +248,7 @@ class LicenseStore(Database):
             not_null={"reason", "purchase_date", "full_name", "email", "create_us"},
             if_not_exists=True,
         )
+        self.create_retention_indexes()
 
     # --- products -------------------------------------------------------------------------
 
@@ -428,3 +432,61 @@ class LicenseStore(Database):
     def insert_support_request(self, row: dict[str, Any]) -> None:
         with self.write() as db:
             db["support_requests"].insert(row)
+
+    # --- retention (what history is kept, and for how long) ------------------------------
+
+    def create_retention_indexes(self) -> None:
+        """The indexes that make each prune a search, never a scan of the table."""
+        for statement in (
+            "CREATE INDEX IF NOT EXISTS grants_ended ON grants(end_us)"
+            " WHERE state IN ('COMMITTED', 'ABORTED')",
+            "CREATE INDEX IF NOT EXISTS activations_time ON activations(activate_us)",
+            "CREATE INDEX IF NOT EXISTS support_requests_create ON support_requests(create_us)",
+        ):
+            self.conn.execute(statement)
+
+    def retention_rules(self, retention: timedelta) -> tuple[Prune, ...]:
+        """What the sweeper prunes (README "Retention"); codes and products never go.
+
+        ``retention`` (at least 24 h, H1) applies to the request log; a final
+        grant is kept at least ``GRANT_HISTORY``, so a device service that was
+        cut off for days still finds its grants when it recovers (H4).
+        """
+        return (
+            # H1: a retry within ``retention`` gets its first answer byte for byte.
+            Prune(
+                "request ids", "requests", "create_us", retention, index="idx_requests_create_us"
+            ),
+            # H2 decides on PREPARED grants; a final one is history once no retry
+            # or recovery of the device service can still ask for it.
+            Prune(
+                "final grants",
+                "grants",
+                "end_us",
+                max(retention, GRANT_HISTORY),
+                index="grants_ended",
+                scope="state IN ('COMMITTED', 'ABORTED')",
+            ),
+            # L1: the activation that started a code's term is never pruned (of
+            # several in the same microsecond, the first written).
+            Prune(
+                "activations",
+                "activations",
+                "activate_us",
+                max(retention, HISTORY),
+                index="activations_time",
+                guard="activate_us > (SELECT c.first_activate_us FROM codes c"
+                " WHERE c.code = activations.code)"
+                " OR rowid > (SELECT MIN(e.rowid) FROM activations e"
+                " WHERE e.code = activations.code AND e.activate_us = activations.activate_us)",
+            ),
+            # L8: a support request carries a name and an e-mail address; it goes
+            # once support had it for the history period.
+            Prune(
+                "support requests",
+                "support_requests",
+                "create_us",
+                max(retention, HISTORY),
+                index="support_requests_create",
+            ),
+        )

@@ -1,4 +1,4 @@
-"""The background sweeper: time-driven work every ``interval`` seconds (H2, L4)."""
+"""The background sweeper: time-driven work every ``interval`` seconds (H2, L4, retention)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import logging
 import threading
 
 from keyslot.runtime.clock import Clock
+from keyslot.runtime.retention import Pruner
 
 from license_service.ops import LicenseOps
 
@@ -13,22 +14,35 @@ log = logging.getLogger("keyslot.license.sweeper")
 
 
 class Sweeper:
-    """A daemon thread calling ``ops.sweep(now)``; ``stop()`` ends it and waits."""
+    """A daemon thread calling ``ops.sweep(now)`` and then pruning history (``pruner``);
+    ``stop()`` ends it and waits."""
 
-    def __init__(self, ops: LicenseOps, clock: Clock, interval: float) -> None:
+    def __init__(
+        self, ops: LicenseOps, clock: Clock, interval: float, pruner: Pruner | None = None
+    ) -> None:
         self.ops = ops
         self.clock = clock
         self.interval = interval
+        self.pruner = pruner
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="license-sweeper", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
+    def sweep(self) -> None:
+        """One pass at one moment: grant deadlines and renewals, then retention."""
+        now = self.clock.now()
+        try:
+            self.ops.sweep(now)
+        finally:  # a failed pass still prunes: history must not grow behind it
+            if self.pruner is not None:
+                self.pruner.prune(now)
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                self.ops.sweep(self.clock.now())
+                self.sweep()
             except Exception:  # a bad pass must not end the sweeper; the next one retries
                 log.exception("sweep failed")
 

@@ -171,7 +171,7 @@ class ReserveRefused(Refused):
 
 
 class RateLimited(KeyslotError):
-    """RESOURCE_EXHAUSTED: too many failed look-ups (S3); back off."""
+    """RESOURCE_EXHAUSTED: too many failed look-ups (S3) or mails (D2); back off."""
 
     exit_code = 13
 
@@ -250,6 +250,10 @@ class RequestIdReused(AlreadyExists):
 
 class TooManyFailedLookups(RateLimited):
     """TOO_MANY_FAILED_LOOKUPS (S3)."""
+
+
+class TooManyMessages(RateLimited):
+    """TOO_MANY_MESSAGES: download-link mails past the account's or address's limit (D2)."""
 
 
 class LicenseServiceUnavailable(Unavailable):
@@ -495,7 +499,7 @@ EXIT_CODES: Mapping[str, int] = MappingProxyType(
         "reserve: RESERVE_*, NO_RESERVE, NO_CURRENT_LICENSE, CURRENT_NOT_BLOCKED": (
             ReserveRefused.exit_code
         ),
-        "RESOURCE_EXHAUSTED (TOO_MANY_FAILED_LOOKUPS)": RateLimited.exit_code,
+        "RESOURCE_EXHAUSTED (TOO_MANY_FAILED_LOOKUPS, TOO_MANY_MESSAGES)": RateLimited.exit_code,
         "UNAVAILABLE / DEADLINE_EXCEEDED": Unavailable.exit_code,
         "UNIMPLEMENTED": Unimplemented.exit_code,
     }

@@ -29,6 +29,8 @@ from pathlib import Path
 import sqlite_utils
 from sqlite_utils.db import DEFAULT, NotFoundError, Table, quote_identifier
 
+from keyslot.runtime.files import private_database
+
 # A group commits after this many bodies even while writers keep queuing,
 # so its first writer never waits on an unbounded stream of later ones.
 MAX_GROUP = 32
@@ -178,7 +180,8 @@ class Database:
     def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
         self.path = str(path)
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            # Codes and credential hashes: 0600 in a 0700 directory (keyslot.runtime.files).
+            private_database(self.path)
         self.synchronous = synchronous
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []

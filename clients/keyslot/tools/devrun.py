@@ -18,6 +18,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from keyslot.runtime.files import private_dir, private_file, write_private
+
 VAR = Path("var")
 TOKENS = VAR / "tokens.json"
 LICENSE = "127.0.0.1:50051"
@@ -25,10 +27,14 @@ DEVICE = "127.0.0.1:50052"
 
 
 def dev_tokens() -> dict[str, list[dict[str, str]]]:
-    """Creates the development tokens file once; later runs reuse it."""
+    """Creates the development tokens file once; later runs reuse it.
+
+    var/ (databases, tokens) is 0700 and the tokens file 0600, also when an
+    older run left them readable by others.
+    """
+    private_dir(VAR, tighten_existing=True)
     if TOKENS.exists():
-        return json.loads(TOKENS.read_text())
-    VAR.mkdir(exist_ok=True)
+        return json.loads(private_file(TOKENS).read_text())
     data = {
         "tokens": [
             {
@@ -53,8 +59,7 @@ def dev_tokens() -> dict[str, list[dict[str, str]]]:
             },
         ]
     }
-    TOKENS.write_text(json.dumps(data, indent=2) + "\n")
-    TOKENS.chmod(0o600)
+    write_private(TOKENS, json.dumps(data, indent=2) + "\n")
     return data
 
 

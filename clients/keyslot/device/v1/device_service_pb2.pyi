@@ -58,6 +58,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_REASON_GRANT_EXPIRED: _ClassVar[ErrorReason]
     ERROR_REASON_REQUEST_ID_REUSED: _ClassVar[ErrorReason]
     ERROR_REASON_GRANT_ABORTED: _ClassVar[ErrorReason]
+    ERROR_REASON_TOO_MANY_MESSAGES: _ClassVar[ErrorReason]
 
 class AccountKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -140,6 +141,7 @@ ERROR_REASON_DELIVERY_EXPIRED: ErrorReason
 ERROR_REASON_GRANT_EXPIRED: ErrorReason
 ERROR_REASON_REQUEST_ID_REUSED: ErrorReason
 ERROR_REASON_GRANT_ABORTED: ErrorReason
+ERROR_REASON_TOO_MANY_MESSAGES: ErrorReason
 ACCOUNT_KIND_UNSPECIFIED: AccountKind
 ACCOUNT_KIND_PERSONAL: AccountKind
 ACCOUNT_KIND_CONSOLE: AccountKind

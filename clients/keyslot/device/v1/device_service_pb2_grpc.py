@@ -269,7 +269,8 @@ class DeviceServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SendDownloadLink(self, request, context):
-        """Records a download link for a subscription, to be mailed (D2).
+        """Records a download link for a subscription, to be mailed (D2). Limited
+        per account and per address in a rolling window (TOO_MANY_MESSAGES).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
