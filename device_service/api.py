@@ -17,8 +17,10 @@ from device_service.api_activation import ActivationApi, activate_hooks
 from device_service.api_deliveries import DeliveriesApi, send_hooks
 from device_service.api_devices import DevicesApi
 from device_service.api_reserve import ReserveApi
+from device_service.connection_limits import ConnectionLimits
 from device_service.handshake import Handshakes
 from device_service.license_client import LicensePeer
+from device_service.per_user import PerUserCodes, account_hooks
 from device_service.reserve import Reserves, reserve_hooks
 from device_service.store import DeviceStore
 
@@ -47,4 +49,7 @@ class DeviceApi(
         self.handshakes.register("ACTIVATE", activate_hooks(store))
         self.handshakes.register("SEND", send_hooks(store))
         self.handshakes.register("RESERVE", reserve_hooks(store))
+        self.handshakes.register("ACCOUNT", account_hooks(store))
         self.reserves = Reserves(store, license, clock, self.handshakes)
+        self.connection_limits = ConnectionLimits(store, clock, settings)  # S3 for D1
+        self.per_user = PerUserCodes(store, license, clock, self.handshakes)

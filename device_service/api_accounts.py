@@ -16,6 +16,7 @@ from keyslot.runtime.timeconv import to_epoch_us
 from device_service import convert, rules
 from device_service.api_base import ApiBase
 from device_service.errors import DeviceError
+from device_service.per_user import PerUserCodes, is_per_user
 from device_service.store import new_id
 
 DOWNLOAD_LINK_TTL = timedelta(days=7)
@@ -24,6 +25,8 @@ DOWNLOAD_BASE_URL = "https://download.keyslot.invalid/d/"
 
 class AccountsApi(ApiBase):
     """CreateAccount .. ListOutbox."""
+
+    per_user: PerUserCodes
 
     def CreateAccount(self, request: pb.CreateAccountRequest, context) -> pb.CreateAccountResponse:  # type: ignore[no-untyped-def]
         p = self.principal()
@@ -93,12 +96,23 @@ class AccountsApi(ApiBase):
     ) -> pb.AddSubscriptionResponse:
         account = self.account_for(request.account_id)
         code = rules.normalize_code(request.code)
+        request_id = rules.request_id(request.request_id, required=False)
         # Checked before anything is written: a slow license service leaves no row.
-        details = self.license.get_code(code)
+        # The typed code is a look-up on the account's budget (S3).
+        details = self.license.get_code(code, rules.lookup_subject(account["account_id"]))
         refusal = rules.subscription_refusal(lpb.CodeStatus.Name(details.status))
         if refusal:
             raise DeviceError.refused(
                 refusal, f"the code is {refusal.split('_')[1].lower()}", code=code
+            )
+        if is_per_user(details):
+            # D11: adding it activates it for the account, through a grant.
+            channel, role = rules.caller_context(self.principal())
+            row = self.per_user.add(account, code, channel, role, request_id)
+            return pb.AddSubscriptionResponse(
+                subscription=convert.subscription(
+                    row, self.license.get_code(code), self.store.used_slots(code)
+                )
             )
         now = self.now_us()
         with self.store.write() as db:
@@ -117,6 +131,13 @@ class AccountsApi(ApiBase):
         return pb.AddSubscriptionResponse(
             subscription=convert.subscription(row, details, self.store.used_slots(code))
         )
+
+    def RemoveSubscription(  # type: ignore[no-untyped-def]
+        self, request: pb.RemoveSubscriptionRequest, context
+    ) -> pb.RemoveSubscriptionResponse:
+        account = self.account_for(request.account_id)
+        self.per_user.remove(account["account_id"], rules.normalize_code(request.code))
+        return pb.RemoveSubscriptionResponse()
 
     def ListSubscriptions(  # type: ignore[no-untyped-def]
         self, request: pb.ListSubscriptionsRequest, context
@@ -143,7 +164,7 @@ class AccountsApi(ApiBase):
     ) -> pb.ListSubscriptionDevicesResponse:
         account = self.account_for(request.account_id)
         code = rules.normalize_code(request.code)
-        self.subscription_for(account["account_id"], code)
+        subscription = self.subscription_for(account["account_id"], code)
         devices = self.store.query(
             "SELECT * FROM devices WHERE account_id = ? AND device_id IN ("
             " SELECT device_id FROM slots WHERE code = ? AND state != 'RELEASED'"
@@ -170,6 +191,23 @@ class AccountsApi(ApiBase):
                     delivery=convert.delivery(delivery) if delivery else None,
                 )
             )
+        if subscription["per_user"]:
+            # D11: the devices that use it through the account, without a slot of their own.
+            listed = {d["device_id"] for d in devices}
+            for d in self.store.query(
+                "SELECT * FROM devices WHERE account_id = ? AND disconnect_us IS NULL"
+                " AND current_code = '' ORDER BY connect_us, device_id",
+                (account["account_id"],),
+            ):
+                if d["device_id"] in listed:
+                    continue
+                used = self.per_user.code_for(d)
+                if used is not None and used.code == code:
+                    out.append(
+                        pb.SubscriptionDevice(
+                            device=convert.device_using(d, code), through_account=True
+                        )
+                    )
         return pb.ListSubscriptionDevicesResponse(devices=out)
 
     # --- download links (D2) ------------------------------------------------------------------

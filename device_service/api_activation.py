@@ -76,9 +76,9 @@ class ActivationApi(ApiBase):
         assert row is not None
         if step == hs.COMMITTED:
             return self._activation_answer(row["device_id"], self.license.get_code(row["code"]))
-        if row["failure_reason"] and row["failure_reason"] != "INTERNAL":
+        if row["failure_reason"] and row["failure_reason"] not in hs.NOT_AN_ANSWER:
             raise DeviceError.refused(row["failure_reason"], row["failure_message"] or "")
-        return None  # interrupted earlier: try again
+        return None  # interrupted or rate-limited earlier: try again
 
     def _activate(
         self, scope: str, request_id: str, device: Row, code: str
@@ -99,10 +99,12 @@ class ActivationApi(ApiBase):
                         handshake_id=hid,
                     )
                     self.store.put_outcome(scope, request_id, 0, handshake_id=hid, **record)
-                self.handshakes.prepare(hid, row)  # ends COMMITTING (commit_at_once)
+                # The typed code is a look-up on the account's budget (S3).
+                subject = rules.lookup_subject(device["account_id"])
+                self.handshakes.prepare(hid, row, on_behalf_of=subject)  # ends COMMITTING
                 grant = self.handshakes.commit(hid)
         except DeviceError as err:
-            if not err.transient:
+            if err.final:
                 self.store.put_outcome(
                     scope, request_id, 0, reason=err.reason, message=err.message, **record
                 )

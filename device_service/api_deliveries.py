@@ -17,6 +17,7 @@ from device_service import handshake as hs
 from device_service.api_base import ApiBase
 from device_service.errors import DeviceError
 from device_service.faults import pause_point
+from device_service.per_user import PerUserCodes
 from device_service.store import new_id
 
 Row = dict[str, Any]
@@ -78,6 +79,8 @@ def refusal_of(err: DeviceError) -> pb.Refusal:
 
 class DeliveriesApi(ApiBase):
     """SendSubscription .. ListDeliveries."""
+
+    per_user: PerUserCodes
 
     def SendSubscription(  # type: ignore[no-untyped-def]
         self, request: pb.SendSubscriptionRequest, context
@@ -165,6 +168,11 @@ class DeliveriesApi(ApiBase):
                     "another delivery to the device is pending",
                     deviceId=device_id,
                 )
+            if not device["current_code"]:
+                # D5 compares against the code the device uses, its own or its account's (D11).
+                used = self.per_user.code_for(device)
+                if used is not None:
+                    device = {**device, "current_code": used.code}
             now = self.now()
             deadline = to_epoch_us(now + timedelta(hours=self.settings.delivery_window_hours))
             delivery_id = new_id("dlv")

@@ -14,7 +14,9 @@ from device_service import store as st
 from device_service.api_base import ApiBase
 from device_service.api_reserve import reserve_message
 from device_service.check_in_cache import CheckInView
+from device_service.connection_limits import ConnectionLimits
 from device_service.errors import DeviceError
+from device_service.per_user import PerUserCodes
 from device_service.reserve import Reserves
 
 UPDATABLE = ("app_version", "region", "display_name")
@@ -26,6 +28,8 @@ class DevicesApi(ApiBase):
     """CreateConnectionCode .. CheckIn."""
 
     reserves: Reserves
+    per_user: PerUserCodes
+    connection_limits: ConnectionLimits
 
     def CreateConnectionCode(  # type: ignore[no-untyped-def]
         self, request: pb.CreateConnectionCodeRequest, context
@@ -79,6 +83,8 @@ class DevicesApi(ApiBase):
             from keyslot.runtime.errors import FieldViolation
 
             raise DeviceError.invalid_many([FieldViolation(f, d) for f, d in violations])
+        # S3: the code is the only identity here; unknown ones count per address and overall.
+        self.connection_limits.check(context.peer(), compact)
         now = self.now_us()
         device_id = st.new_id("dev")
         token = new_token("devc")
@@ -113,7 +119,9 @@ class DevicesApi(ApiBase):
             self.store.add_credential(token, "device", row["account_id"], now, device_id=device_id)
         device = self.store.device(device_id)
         assert device is not None
-        return pb.ConnectDeviceResponse(device=convert.device(device), device_credential=token)
+        used = self.per_user.code_for(device)  # D11: the account's per-user code, if any fits
+        message = convert.device_using(device, used.code) if used else convert.device(device)
+        return pb.ConnectDeviceResponse(device=message, device_credential=token)
 
     def GetDevice(self, request: pb.GetDeviceRequest, context) -> pb.GetDeviceResponse:  # type: ignore[no-untyped-def]
         return pb.GetDeviceResponse(device=convert.device(self.device_for(request.device_id)))
@@ -235,9 +243,15 @@ class DevicesApi(ApiBase):
         if view.messages is None:  # kept on the view: a kept view is built once
             view.messages = (convert.device(device), [convert.delivery(d) for d in pending])
         device_message, pending_messages = view.messages
+        code = codes.get(device["current_code"]) if device["current_code"] else None
+        if not device["current_code"]:
+            # D11: without a code of its own the device uses its account's per-user code.
+            code = self.per_user.code_for(device)
+            if code is not None:
+                device_message = convert.device_using(device, code.code)
         return pb.CheckInResponse(
             device=device_message,
-            code=codes.get(device["current_code"]) if device["current_code"] else None,
+            code=code,
             pending_deliveries=pending_messages,
             reserve=reserve_message(reserve, codes.get(reserve["code"]) if reserve else None),
             server_time=timestamp_from_epoch_us(now_us),

@@ -51,6 +51,14 @@ def device(row: Row) -> pb.Device:
     )
 
 
+def device_using(row: Row, account_code: str) -> pb.Device:
+    """A device that uses its account's per-user code (D11) as its current code."""
+    message = device(row)
+    message.current_code = account_code
+    message.current_code_from_account = True
+    return message
+
+
 def slot(row: Row) -> pb.Slot:
     return pb.Slot(
         code=row["code"],

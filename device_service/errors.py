@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grpc
 from keyslot.device.v1 import device_service_pb2 as pb
 from keyslot.runtime.errors import ServiceError, reasons_of
 
@@ -21,3 +22,9 @@ class DeviceError(ServiceError):
     def transient(self) -> bool:
         """The outcome is unknown (license unreachable): retry, do not record as an answer."""
         return self.reason in ("LICENSE_SERVICE_UNAVAILABLE", "INTERNAL")
+
+    @property
+    def final(self) -> bool:
+        """The request's answer, recorded for its request id (H1): neither transient nor
+        a rate limit (S3), after which the same request may pass once the window moved."""
+        return not self.transient and self.code != grpc.StatusCode.RESOURCE_EXHAUSTED

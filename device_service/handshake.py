@@ -93,7 +93,13 @@ class Hooks:
     # ACTIVATE commits in the same call: the local write after a prepare goes
     # straight to COMMITTING (one transaction less; recovery then rolls forward).
     commit_at_once: bool = False
+    # The holder is an account (D11: a per-user code), not a device: the row's
+    # device_id is the account id, and a commit makes no device's code current.
+    for_account: bool = False
 
+
+# Ends of a handshake that do not answer its request: a retry runs it again.
+NOT_AN_ANSWER = ("INTERNAL", "TOO_MANY_FAILED_LOOKUPS")
 
 # What the device service reports when the license side ended a grant before
 # its commit (every reason a device caller reads is in the device proto's enum).
@@ -188,7 +194,10 @@ class Handshakes:
         handshake_id = handshake_id or st.new_id("hs")
         if handshake_id not in self._busy:
             raise RuntimeError(f"begin() of {handshake_id} outside owned()")
-        self.require_connected(device["device_id"])
+        if self.hooks[purpose].for_account:
+            self.store.require_account(device["device_id"])
+        else:
+            self.require_connected(device["device_id"])
         now = self.now_us()
         row: Row = {
             "handshake_id": handshake_id,
@@ -310,7 +319,7 @@ class Handshakes:
 
     # --- remote steps ------------------------------------------------------------------
 
-    def _prepare_request(self, row: Row) -> lpb.PrepareGrantRequest:
+    def _prepare_request(self, row: Row, on_behalf_of: str = "") -> lpb.PrepareGrantRequest:
         prepare_id, _, _ = request_ids(row["handshake_id"])
         return lpb.PrepareGrantRequest(
             code=row["code"],
@@ -329,20 +338,25 @@ class Handshakes:
             ),
             request_id=prepare_id,
             expire_time=to_timestamp(from_epoch_us(row["grant_expire_us"])),
+            on_behalf_of=on_behalf_of,
         )
 
-    def prepare(self, handshake_id: str, row: Row | None = None) -> lpb.Grant:
+    def prepare(
+        self, handshake_id: str, row: Row | None = None, on_behalf_of: str = ""
+    ) -> lpb.Grant:
         """Step 1 plus the purpose's local write, in order; raises the refusal.
 
         A refusal of the license service ends the handshake ABORTED (nothing is
         held). A local refusal (NO_FREE_SLOTS) aborts the grant just made. An
         unreachable license service leaves the row PREPARING for recovery.
         ``row`` is the PREPARING row as ``begin`` wrote it, if the caller has it.
+        ``on_behalf_of`` names the end caller whose typed code this is (S3); it is
+        not stored, so a replay by recovery (the same request, H1) names no one.
         """
         row = row if row is not None else self._row(handshake_id)
         crash_point("before_prepare")
         try:
-            grant = self.license.prepare_grant(self._prepare_request(row))
+            grant = self.license.prepare_grant(self._prepare_request(row, on_behalf_of))
         except DeviceError as err:
             if not err.transient:
                 self._finish_aborted(handshake_id, err.reason, err.message)
@@ -490,9 +504,11 @@ class Handshakes:
             if row["step"] == COMMITTED:
                 return
             device_id = row["device_id"]
+            hooks = self.hooks[row["purpose"]]
             # The new slot becomes ACTIVE and the code current only while the slot is
             # still held: a DisconnectDevice that came first released it (D3).
-            if self.store.set_slot_state("handshake_id = ?", (handshake_id,), st.ACTIVE, now):
+            held = self.store.set_slot_state("handshake_id = ?", (handshake_id,), st.ACTIVE, now)
+            if held and not hooks.for_account:
                 # The device's old code gives its seat back (D7).
                 self.store.set_slot_state(
                     "device_id = ? AND state = 'ACTIVE' AND handshake_id != ?",
@@ -501,7 +517,7 @@ class Handshakes:
                     now,
                 )
                 db["devices"].update(device_id, {"current_code": row["code"], "update_us": now})
-            self.hooks[row["purpose"]].on_committed(db, row, grant, now)
+            hooks.on_committed(db, row, grant, now)
             db["handshakes"].update(
                 handshake_id,
                 {

@@ -55,6 +55,8 @@ class LicensePeer:
         self._watch_channel: grpc.Channel | None = None
         self.codes = CodeCache(self._watch, clock or SystemClock(), cache_size, cache_max_age)
         self.codes.start()
+        # Products never change once created (there is no update RPC): kept once read.
+        self._products: dict[str, lpb.Product] = {}
 
     def _watch(self, requests: Any) -> Any:
         """Opens WatchCodeChanges on a channel of its own: its reconnect attempts
@@ -80,8 +82,16 @@ class LicensePeer:
             raise relay(err) from None
 
     # Shorthands for the calls the device service makes most.
-    def get_code(self, code: str) -> lpb.Code:
-        """One code; CODE_NOT_FOUND (and the other refusals) as the license service says."""
+    def get_code(self, code: str, on_behalf_of: str = "") -> lpb.Code:
+        """One code; CODE_NOT_FOUND (and the other refusals) as the license service says.
+
+        ``on_behalf_of`` names the end caller who typed the code (S3): the look-up
+        then skips the cache, so a caller past its failed look-up budget is refused
+        by the license service rather than answered from a kept code.
+        """
+        if on_behalf_of:
+            request = lpb.GetCodeRequest(code=code, on_behalf_of=on_behalf_of)
+            return self.call("GetCode", request).code
         return self.codes.get_many([code], self._get_one)[0]
 
     def batch_get_codes(self, codes: list[str]) -> list[lpb.Code]:
@@ -102,6 +112,14 @@ class LicensePeer:
             request = lpb.BatchGetCodesRequest(codes=codes[start : start + BATCH_LIMIT])
             found += self.call("BatchGetCodes", request).codes
         return found
+
+    def get_product(self, product_id: str) -> lpb.Product:
+        """A product (its regions and app-version range), read once."""
+        product = self._products.get(product_id)
+        if product is None:
+            request = lpb.GetProductRequest(product_id=product_id)
+            product = self._products[product_id] = self.call("GetProduct", request).product
+        return product
 
     # The grant RPCs of the handshake (H1: every one carries a request id).
     def prepare_grant(self, request: lpb.PrepareGrantRequest) -> lpb.Grant:
@@ -138,6 +156,7 @@ def relay(err: grpc.RpcError) -> DeviceError:
         )
     status = rpc_status.from_call(err)  # type: ignore[arg-type]
     reason, metadata, violations = "", {}, []
+    retry_delay = None
     if status is not None:
         for detail in status.details:
             if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
@@ -148,7 +167,12 @@ def relay(err: grpc.RpcError) -> DeviceError:
                 bad = error_details_pb2.BadRequest()
                 detail.Unpack(bad)
                 violations = [FieldViolation(v.field, v.description) for v in bad.field_violations]
+            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                retry = error_details_pb2.RetryInfo()
+                detail.Unpack(retry)
+                retry_delay = retry.retry_delay.ToTimedelta()  # S3: relayed with the refusal
     relayed = _relay_known(err, code, reason, metadata, violations)
+    relayed.retry_delay = retry_delay if relayed.reason == reason else None
     # The raw license reason stays readable for the handshake (GRANT_COMMITTED,
     # GRANT_NOT_FOUND, ...), even when it is not one a device caller sees.
     relayed.license_reason = reason  # type: ignore[attr-defined]

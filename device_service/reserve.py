@@ -31,6 +31,7 @@ from keyslot.runtime.clock import Clock
 from keyslot.runtime.timeconv import from_timestamp, to_epoch_us
 
 from device_service import handshake as hs
+from device_service import rules
 from device_service import store as st
 from device_service.errors import DeviceError
 from device_service.faults import pause_point
@@ -46,6 +47,8 @@ LIVE = (WAITING, FAILED)
 # The RESERVE grant is held until the take-over moment plus this margin, so
 # a service that was down at the moment still finds the grant valid.
 GRANT_MARGIN = timedelta(days=7)
+# The longest hold asked of the license service (it accepts up to 3660 days).
+LONGEST_HOLD = timedelta(days=3650)
 # How often an unlimited (never-due) current code is looked at again.
 RECHECK = timedelta(days=1)
 
@@ -64,7 +67,9 @@ def grant_deadline(takeover_at: datetime | None, now: datetime) -> datetime:
     as EXPIRES_EARLIER anyway); a moment already past counts from now.
     """
     start = now if takeover_at is None or takeover_at < now else takeover_at
-    return start + GRANT_MARGIN
+    # The license side holds a grant for at most ~10 years (MAX_GRANT_HOLD); a take-over
+    # further out re-prepares its lapsed grant then (OUTCOME_RENEW in _take_over).
+    return min(start + GRANT_MARGIN, now + LONGEST_HOLD)
 
 
 def takeover_due(code: lpb.Code | None, now: datetime) -> bool:
@@ -217,7 +222,7 @@ class Reserves:
             try:
                 return self._add(device, code, caller_channel, caller_role, scope, request_id)
             except DeviceError as err:
-                if request_id and not err.transient:
+                if request_id and err.final:
                     self.store.put_outcome(
                         scope,
                         request_id,
@@ -290,7 +295,8 @@ class Reserves:
                         reason="",
                         create_us=self.now_us(),
                     )
-            self.handshakes.prepare(hid)
+            # The typed code is a look-up on the account's budget (S3).
+            self.handshakes.prepare(hid, on_behalf_of=rules.lookup_subject(device["account_id"]))
         with self.store.write() as db:
             # The take-over moment the sweeper waits for (NULL: look at once).
             db.execute(

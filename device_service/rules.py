@@ -15,11 +15,14 @@ from device_service.errors import DeviceError
 # --- activation codes (formatted as the license service formats them) ---------
 
 _CODE_CHARS = re.compile(r"[A-Z0-9]{20}")
+# What typed codes may carry between characters: ASCII spaces and hyphens only. Not \s:
+# it also takes tabs, newlines and Unicode blanks (U+3000, U+00A0) (S4).
+_SEPARATORS = re.compile(r"[ -]")
 
 
 def normalize_code(raw: str, field: str = "code") -> str:
     """An activation code as "ABCDE-12345-FGHIJ-67890"; case, spaces, hyphens ignored."""
-    compact = re.sub(r"[\s-]", "", raw or "")
+    compact = _SEPARATORS.sub("", raw or "")
     if not compact:
         raise DeviceError.invalid(field, "required")
     # Checked before upper(): it maps some non-ASCII letters to ASCII ("ß" -> "SS").
@@ -49,7 +52,7 @@ def format_connection_code(compact: str) -> str:
 
 def normalize_connection_code(raw: str) -> str | None:
     """The compact form of a typed connection code, or None if it cannot be one."""
-    compact = re.sub(r"[\s-]", "", raw or "")
+    compact = _SEPARATORS.sub("", raw or "")
     if not compact.isascii():  # upper() maps some non-ASCII letters to ASCII
         return None
     compact = compact.upper().translate(_CROCKFORD_ALIASES)
@@ -89,8 +92,8 @@ def app_version(value: str, field: str = "app_version") -> str:
 
 
 def region(value: str, field: str = "region") -> str:
-    """ISO 3166-1 alpha-2, upper-cased."""
-    value = (value or "").strip()
+    """ISO 3166-1 alpha-2, upper-cased; nothing around it (strip() takes Unicode blanks)."""
+    value = value or ""
     # ASCII only: upper() maps some other letters to ASCII (the ligature U+FB01 to "FI").
     if not value.isascii() or not _REGION.fullmatch(value.upper()):
         raise DeviceError.invalid(field, "ISO 3166-1 alpha-2 region such as FI required")
@@ -98,11 +101,15 @@ def region(value: str, field: str = "region") -> str:
 
 
 def email(value: str, field: str = "email") -> str:
-    """A plausible e-mail address, up to 254 characters."""
-    value = (value or "").strip()
+    """A plausible e-mail address of ASCII characters, up to 254 of them.
+
+    Matched whole (fullmatch: "$" would let a trailing newline through) and not
+    stripped (strip() takes Unicode blanks too).
+    """
+    value = value or ""
     if not value:
         raise DeviceError.invalid(field, "required")
-    if len(value) > 254 or not _EMAIL.match(value):
+    if len(value) > 254 or not _EMAIL.fullmatch(value):
         raise DeviceError.invalid(field, "not a valid e-mail address")
     return value
 
@@ -202,6 +209,13 @@ def caller_context(p: Principal) -> tuple[str, str]:
     if p.kind == "device":
         return "DEVICE", ""
     raise DeviceError.denied("this caller cannot take part in a handshake")
+
+
+def lookup_subject(account_id: str) -> str:
+    """Whose failed code look-ups a typed code counts against (S3): the account's, for
+    the account itself, its console members and its devices alike, so connecting a
+    fresh device (or adding a member) does not buy a fresh budget."""
+    return f"account:{account_id}"
 
 
 def subscription_refusal(status_name: str) -> str | None:

@@ -43,6 +43,11 @@ class Settings:
     license_deadline: float = 3.0
     delivery_window_hours: float = 24.0
     connection_code_ttl: float = 600.0
+    # S3 for connection codes: unknown ones per client address and from everyone,
+    # per rolling window; 0 = no limit.
+    connection_code_budget: int = 20
+    connection_code_global_budget: int = 1000
+    connection_code_window: float = 600.0
     grace: float = 5.0
     workers: int = 16
     sweep_interval: float = 30.0
@@ -94,6 +99,30 @@ class Settings:
             type=float,
             default=float(env("KEYSLOT_CONNECTION_CODE_TTL", "600")),
             help="seconds a connection code stays valid (D1)",
+        )
+        parser.add_argument(
+            "--connection-code-budget",
+            type=int,
+            default=int(env("KEYSLOT_CONNECTION_CODE_BUDGET", str(cls.connection_code_budget))),
+            help="unknown connection codes one client address may try per window, counted"
+            " in the database; 0 = no limit (KEYSLOT_CONNECTION_CODE_BUDGET, S3)",
+        )
+        parser.add_argument(
+            "--connection-code-global-budget",
+            type=int,
+            default=int(
+                env("KEYSLOT_CONNECTION_CODE_GLOBAL_BUDGET", str(cls.connection_code_global_budget))
+            ),
+            help="unknown connection codes all clients together may try per window; past it"
+            " every ConnectDevice is refused until the window moves on; 0 = no limit"
+            " (KEYSLOT_CONNECTION_CODE_GLOBAL_BUDGET, S3)",
+        )
+        parser.add_argument(
+            "--connection-code-window",
+            type=float,
+            default=float(env("KEYSLOT_CONNECTION_CODE_WINDOW", str(cls.connection_code_window))),
+            help="seconds of the rolling window of both connection-code budgets"
+            " (KEYSLOT_CONNECTION_CODE_WINDOW, S3)",
         )
         parser.add_argument(
             "--code-cache-size",
@@ -151,6 +180,8 @@ class Settings:
             parser.error("--download-links-per-account/-address must be 0 (no limit) or more")
         if a.download_link_window <= 0:
             parser.error("--download-link-window must be a positive number of seconds")
+        if a.connection_code_window <= 0:
+            parser.error("--connection-code-window must be a positive number of seconds")
         return cls(
             listen=a.listen,
             db=a.db,
@@ -160,6 +191,9 @@ class Settings:
             license_deadline=a.license_deadline,
             delivery_window_hours=a.delivery_window_hours,
             connection_code_ttl=a.connection_code_ttl,
+            connection_code_budget=a.connection_code_budget,
+            connection_code_global_budget=a.connection_code_global_budget,
+            connection_code_window=a.connection_code_window,
             grace=a.grace,
             workers=a.workers,
             sweep_interval=a.sweep_interval,
@@ -206,7 +240,8 @@ def build(settings: Settings, clock: Clock | None = None) -> Running:
     )
     # Recovery at start-up runs in the sweeper's first pass, so an unreachable
     # license service does not delay serving (H4).
-    pruner = Pruner(store, store.retention_rules(timedelta(hours=settings.retention_hours)))
+    retention = store.retention_rules(timedelta(hours=settings.retention_hours))
+    pruner = Pruner(store, (*retention, api.connection_limits.prune_rule()))
     sweeper = Sweeper(
         api.handshakes, settings.sweep_interval, [api.reserves.take_over_due], pruner=pruner
     )

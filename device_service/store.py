@@ -108,12 +108,16 @@ class DeviceStore(Database):
             not_null={"account_id", "display_name", "role", "create_us"},
             if_not_exists=True,
         )
+        # per_user: a per-user code (D11), holding a slot for the account itself.
         db["subscriptions"].create(
-            {"account_id": str, "code": str, "add_us": int},
+            {"account_id": str, "code": str, "add_us": int, "per_user": int},
             pk=("account_id", "code"),
             not_null={"add_us"},
+            defaults={"per_user": 0},
             if_not_exists=True,
         )
+        if "per_user" not in db["subscriptions"].columns_dict:  # a file from before D11
+            db["subscriptions"].add_column("per_user", int, not_null_default=0)
         # Connection codes are credentials too: stored by hash (D1).
         db["connection_codes"].create(
             {
@@ -381,6 +385,22 @@ class DeviceStore(Database):
     def account(self, account_id: str) -> Row | None:
         return self.one("SELECT * FROM accounts WHERE account_id = ?", (account_id,))
 
+    def require_account(self, account_id: str) -> None:
+        """ACCOUNT_NOT_FOUND unless the account exists (read in the caller's write)."""
+        if self.account(account_id) is None:
+            raise DeviceError.not_found(
+                "ACCOUNT_NOT_FOUND", "no such account", accountId=account_id
+            )
+
+    def account_codes(self, account_id: str) -> list[str]:
+        """The account's per-user codes (D11), the first added first."""
+        rows = self.query(
+            "SELECT code FROM subscriptions WHERE account_id = ? AND per_user = 1"
+            " ORDER BY add_us, code",
+            (account_id,),
+        )
+        return [r["code"] for r in rows]
+
     def device(self, device_id: str) -> Row | None:
         return self.one("SELECT * FROM devices WHERE device_id = ?", (device_id,))
 
@@ -452,6 +472,17 @@ class DeviceStore(Database):
             self.check_ins.keep(device_id, view, generation)
         return view
 
+    def holds(self, holder_id: str, code: str) -> bool:
+        """Whether a device (or an account, D11) holds or is receiving a slot of ``code``."""
+        return (
+            self.one(
+                "SELECT 1 AS held FROM slots"
+                " WHERE code = ? AND device_id = ? AND state != 'RELEASED'",
+                (code, holder_id),
+            )
+            is not None
+        )
+
     def used_slots(self, code: str) -> int:
         """Active plus pending slots of a code (D3)."""
         row = self.one(
@@ -478,8 +509,12 @@ class DeviceStore(Database):
         *,
         state: str = PENDING,
         handshake_id: str = "",
+        for_account: bool = False,
     ) -> str:
         """Claims a slot of ``code`` for ``device_id`` or refuses NO_FREE_SLOTS (D3).
+
+        ``for_account``: the holder is an account taking a per-user code (D11);
+        ``device_id`` is then the account id.
 
         The device's connected state, the count of active plus pending slots
         and the insert run in one BEGIN IMMEDIATE transaction (joined if the
@@ -490,11 +525,14 @@ class DeviceStore(Database):
         with self.write() as db:
             # The disconnect fence (D3): a slot is claimed only for a connected device,
             # read under the same write lock as DisconnectDevice's release of its slots.
-            device = self.device(device_id)
-            if device is None or device["disconnect_us"] is not None:
-                raise DeviceError.refused(
-                    "DEVICE_NOT_CONNECTED", "the device was disconnected", deviceId=device_id
-                )
+            if for_account:
+                self.require_account(device_id)
+            else:
+                device = self.device(device_id)
+                if device is None or device["disconnect_us"] is not None:
+                    raise DeviceError.refused(
+                        "DEVICE_NOT_CONNECTED", "the device was disconnected", deviceId=device_id
+                    )
             held = self.one(
                 "SELECT slot_id FROM slots"
                 " WHERE code = ? AND device_id = ? AND state != 'RELEASED'",

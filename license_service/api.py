@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import secrets
 import threading
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from google.rpc import status_pb2
 from keyslot.license.v1 import license_service_pb2 as pb
 from keyslot.license.v1 import license_service_pb2_grpc as pb_grpc
 from keyslot.runtime.auth import Principal, current_principal
+from keyslot.runtime.budget import FailureBudget
 from keyslot.runtime.clock import Clock
 from keyslot.runtime.timeconv import to_duration, to_epoch_us, to_timestamp
 
@@ -37,15 +39,18 @@ from license_service.products import (
     compare_versions,
     region_code,
 )
-from license_service.ratelimit import FailedLookupLimiter
 from license_service.store import LicenseStore
 from license_service.terms import CodeRecord
 
 M = TypeVar("M", bound=Message)
 
+# Any whole number of seconds up to 100 years (§2 terms): a 1-hour trial is valid.
+# Grace follows the same range and may be 0.
 MAX_DURATION = timedelta(days=36525)  # 100 years
-MAX_GRACE = timedelta(days=365)
+MIN_DURATION = timedelta(seconds=1)
 MAX_GRANT_HOLD = timedelta(days=3660)  # a reserve may wait for its take-over for years
+# The end caller the peer names for a look-up (S3): printable ASCII, no blanks.
+ON_BEHALF_OF = re.compile(r"[\x21-\x7e]{1,128}")
 
 
 @functools.cache  # a handful of names; every code in every answer converts six or more
@@ -68,12 +73,13 @@ class LicenseApi(pb_grpc.LicenseServiceServicer):
     """The gRPC face of the license service."""
 
     def __init__(
-        self, store: LicenseStore, clock: Clock, limiter: FailedLookupLimiter | None = None
+        self, store: LicenseStore, clock: Clock, lookups: FailureBudget | None = None
     ) -> None:
         self.store = store
         self.clock = clock
         self.ops = LicenseOps(store)
-        self.limiter = limiter or FailedLookupLimiter(20, timedelta(minutes=1))
+        # S3: failed code look-ups per caller, in the database (a restart forgives nothing).
+        self.lookups = lookups or FailureBudget(store, 20, timedelta(minutes=1))
 
     # --- callers ---
 
@@ -93,23 +99,35 @@ class LicenseApi(pb_grpc.LicenseServiceServicer):
 
     # --- S3: failed look-ups ------------------------------------------------------------------
 
-    def _check_budget(self, principal: Principal, now: datetime) -> None:
-        # The peer looks codes up for many end callers; the device service limits those.
-        if principal.kind == "peer":
-            return
-        wait = self.limiter.retry_after(self._key(principal), now)
-        if wait is not None:
-            raise LicenseError(
-                "TOO_MANY_FAILED_LOOKUPS",
-                "too many failed code look-ups; retry later",
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                metadata={"retryAfterSeconds": str(int(wait.total_seconds()))},
-                retry_delay=wait,
-            )
-
-    def _lookup_failed(self, principal: Principal, now: datetime) -> None:
+    def _subject(self, principal: Principal, on_behalf_of: str = "") -> str | None:
+        """Whose budget a look-up uses: the caller's own; for the peer, the end caller it
+        names (``on_behalf_of``), or None for its own work, which is never limited."""
         if principal.kind != "peer":
-            self.limiter.record_failure(self._key(principal), now)
+            return self._key(principal)
+        if not on_behalf_of:
+            return None
+        if not ON_BEHALF_OF.fullmatch(on_behalf_of):
+            raise LicenseError.invalid("on_behalf_of", "must be 1-128 printable ASCII characters")
+        return f"{self._key(principal)}/{on_behalf_of}"
+
+    @staticmethod
+    def _too_many(wait: timedelta) -> LicenseError:
+        return LicenseError.rate_limited(  # type: ignore[return-value]
+            "TOO_MANY_FAILED_LOOKUPS", "too many failed code look-ups; retry later", wait
+        )
+
+    def _check_budget(self, subject: str | None, now: datetime) -> None:
+        """Refuses every look-up of a subject past its budget, before it is answered."""
+        wait = self.lookups.retry_after(subject, now) if subject else None
+        if wait is not None:
+            raise self._too_many(wait)
+
+    def _lookup_failed(self, subject: str | None, now: datetime, failures: int = 1) -> None:
+        """Counts failed look-ups; refuses instead of answering them when they do not fit
+        the budget (a batch of guesses, or guesses racing each other past it)."""
+        wait = self.lookups.charge(subject, now, failures) if subject else None
+        if wait is not None:
+            raise self._too_many(wait)
 
     def _scope(self, principal: Principal) -> str | None:
         """Whose codes a caller sees: the peer all, a provider its own (S2)."""
@@ -313,19 +331,17 @@ class LicenseApi(pb_grpc.LicenseServiceServicer):
         elif not t.HasField("duration"):
             v.add("terms.duration", "is required unless unlimited")
         else:
-            duration = val.duration(v, "terms.duration", t.duration)
-            if duration is not None:
-                val.span(v, "terms.duration", duration, timedelta(days=1), MAX_DURATION)
+            duration = val.term_length(v, "terms.duration", t.duration, MIN_DURATION, MAX_DURATION)
         grace: timedelta | None = timedelta(0)
         if t.HasField("grace_period"):
-            grace = val.duration(v, "terms.grace_period", t.grace_period)
-        if grace is not None:
-            val.span(v, "terms.grace_period", grace, timedelta(0), MAX_GRACE)
+            grace = val.term_length(
+                v, "terms.grace_period", t.grace_period, timedelta(0), MAX_DURATION
+            )
         val.count(v, "terms.max_devices", t.max_devices, 1, 10000)
         if t.auto_renew and kind != terms.SUBSCRIPTION:
             v.add("terms.auto_renew", "only subscriptions renew automatically")
         val.text(v, "terms.provider_name", t.provider_name, max_len=200)
-        val.text(v, "terms.order_number", t.order_number, max_len=64)
+        val.order_number(v, "terms.order_number", t.order_number)
         v.raise_if_any()
         assert grace is not None
         return IssueTerms(
@@ -361,20 +377,23 @@ class LicenseApi(pb_grpc.LicenseServiceServicer):
             principal, "IssueCodes", request.request_id, request, pb.IssueCodesResponse, work
         )
 
-    def _find(self, principal: Principal, text: str, field: str = "code") -> CodeRecord:
+    def _find(
+        self, principal: Principal, text: str, field: str = "code", on_behalf_of: str = ""
+    ) -> CodeRecord:
         """A code the caller may see, evaluated now; S3 counts the misses."""
         now = self._now()
-        self._check_budget(principal, now)
+        subject = self._subject(principal, on_behalf_of)
+        self._check_budget(subject, now)
         code = normalize_code(text, field)
         rec = self.ops.read_code(code, self._scope(principal), now)
         if rec is None:
-            self._lookup_failed(principal, now)
+            self._lookup_failed(subject, now)
             raise code_not_found(code)
         return rec
 
     def GetCode(self, request: pb.GetCodeRequest, context: Any) -> Any:
         principal = self._require("provider", "peer")
-        rec = self._find(principal, request.code)
+        rec = self._find(principal, request.code, on_behalf_of=request.on_behalf_of)
         return pb.GetCodeResponse(code=self._code_pb(rec, self._now()))
 
     def BatchGetCodes(self, request: pb.BatchGetCodesRequest, context: Any) -> Any:
@@ -382,12 +401,13 @@ class LicenseApi(pb_grpc.LicenseServiceServicer):
         if len(request.codes) > 1000:
             raise LicenseError.invalid("codes", "at most 1000 codes")
         now = self._now()
-        self._check_budget(principal, now)
+        subject = self._subject(principal, request.on_behalf_of)
+        self._check_budget(subject, now)
         wanted = [normalize_code(c, f"codes[{i}]") for i, c in enumerate(request.codes)]
         found = self.ops.read_codes(wanted, self._scope(principal), now)
-        for code in dict.fromkeys(wanted):
-            if code not in found:
-                self._lookup_failed(principal, now)
+        # Each unknown code is one guess (the same code re-spelled is one): a batch
+        # holding more than the budget leaves is refused whole, answering none.
+        self._lookup_failed(subject, now, len({c for c in wanted if c not in found}))
         return pb.BatchGetCodesResponse(
             codes=[self._code_pb(found[c], now) for c in wanted if c in found]
         )
@@ -420,13 +440,14 @@ class LicenseApi(pb_grpc.LicenseServiceServicer):
     ) -> pb.Code:
         """A provider's lifecycle change to one of its codes, evaluated and stored now."""
         now = self._now()
-        self._check_budget(principal, now)
+        subject = self._subject(principal)
+        self._check_budget(subject, now)
         code = normalize_code(text)
         try:
             rec = self.ops.change_code(code, principal.name, now, lambda r: change(r, now))
         except LicenseError as err:
             if err.reason == "CODE_NOT_FOUND":
-                self._lookup_failed(principal, now)
+                self._lookup_failed(subject, now)
             raise
         return self._code_pb(rec, now)
 
@@ -520,7 +541,7 @@ class LicenseApi(pb_grpc.LicenseServiceServicer):
         else:
             v = val.Violations()
             channel = val.enum(v, "purchase_channel", request.purchase_channel, pb.PurchaseChannel)
-            val.text(v, "order_number", request.order_number, max_len=64)
+            val.order_number(v, "order_number", request.order_number)
             v.raise_if_any()
             order = request.order_number
         route = routing.route_for(channel, order)
@@ -537,7 +558,7 @@ class LicenseApi(pb_grpc.LicenseServiceServicer):
         val.past_date(v, "support_request.purchase_date", s.purchase_date, now.date())
         val.text(v, "support_request.full_name", s.full_name, max_len=200, required=True)
         val.email(v, "support_request.email", s.email)
-        val.text(v, "support_request.order_number", s.order_number, max_len=64)
+        val.order_number(v, "support_request.order_number", s.order_number)
         v.raise_if_any()
         stored = pb.SupportRequest(
             support_request_id="sr_" + secrets.token_hex(10),
@@ -571,7 +592,7 @@ class LicenseApi(pb_grpc.LicenseServiceServicer):
         v = val.Violations()
         purpose = val.enum(v, "purpose", request.purpose, pb.GrantPurpose)
         d = request.device
-        val.text(v, "device.device_id", d.device_id, max_len=64, required=True)
+        val.ascii_key(v, "device.device_id", d.device_id, max_len=val.MAX_ID, required=True)
         if d.app_version and (len(d.app_version) > 64 or not VERSION.match(d.app_version)):
             v.add("device.app_version", "must be dotted numbers such as 10.2")
         region = region_code(d.region) if d.region else ""
@@ -586,8 +607,11 @@ class LicenseApi(pb_grpc.LicenseServiceServicer):
             v.add("expire_time", "is required")
         else:
             deadline = val.timestamp(v, "expire_time", request.expire_time)
+        if request.on_behalf_of and not ON_BEHALF_OF.fullmatch(request.on_behalf_of):
+            v.add("on_behalf_of", "must be 1-128 printable ASCII characters")
         v.raise_if_any()
         assert deadline is not None
+        subject = self._subject(principal, request.on_behalf_of)
 
         def work() -> pb.PrepareGrantResponse:
             # Checked only for a new request: a recovery retry after the deadline
@@ -595,22 +619,30 @@ class LicenseApi(pb_grpc.LicenseServiceServicer):
             late = val.Violations()
             held = val.grant_deadline(late, "expire_time", deadline, now, MAX_GRANT_HOLD)
             late.raise_if_any()
-            grant, rec = self.ops.prepare_grant(
-                code=code,
-                purpose=purpose,
-                device=g.DeviceContext(
-                    device_id=d.device_id,
-                    app_version=d.app_version,
-                    region=region or "",
-                    current_code=current,
-                ),
-                caller=g.CallerContext(channel=channel, role=role),
-                expire_time=held,
-                now=now,
-            )
+            # S3, likewise for a new request only, and under the write lock with its count.
+            self._check_budget(subject, now)
+            try:
+                grant, rec = self.ops.prepare_grant(
+                    code=code,
+                    purpose=purpose,
+                    device=g.DeviceContext(
+                        device_id=d.device_id,
+                        app_version=d.app_version,
+                        region=region or "",
+                        current_code=current,
+                    ),
+                    caller=g.CallerContext(channel=channel, role=role),
+                    expire_time=held,
+                    now=now,
+                )
+            except LicenseError as err:
+                if err.reason == "CODE_NOT_FOUND":
+                    self._lookup_failed(subject, now)
+                raise
             return pb.PrepareGrantResponse(grant=self._grant_pb(grant, rec, now))
 
-        # A retry may recompute its deadline; it is still the same request (H1).
+        # A retry may recompute its deadline, and recovery names no end caller:
+        # it is still the same request (H1).
         return self._idempotent(
             principal,
             "PrepareGrant",
@@ -618,11 +650,11 @@ class LicenseApi(pb_grpc.LicenseServiceServicer):
             request,
             pb.PrepareGrantResponse,
             work,
-            ignored=("expire_time",),
+            ignored=("expire_time", "on_behalf_of"),
         )
 
     def _grant_id(self, v: val.Violations, grant_id: str) -> None:
-        val.text(v, "grant_id", grant_id, max_len=64, required=True)
+        val.ascii_key(v, "grant_id", grant_id, max_len=val.MAX_ID, required=True)
 
     def CommitGrant(self, request: pb.CommitGrantRequest, context: Any) -> Any:
         principal = self._require("peer")

@@ -9,8 +9,9 @@ from license_service.errors import LicenseError
 
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 LENGTH = 20  # 36**20 ~ 2**103: at least 100 bits of entropy (S3)
-_IGNORED = re.compile(r"[\s\-]+")
-_VALID = re.compile(r"^[A-Z0-9]{20}$")
+# ASCII space and hyphen only: \s would also drop tabs, newlines and Unicode blanks (S4).
+_IGNORED = re.compile(r"[ -]+")
+_VALID = re.compile(r"[A-Z0-9]{20}")
 MAX_INPUT = 64  # longer input is refused before any work is done (S4)
 
 
@@ -31,7 +32,7 @@ def normalize_code(text: str, field: str = "code") -> str:
     compact = _IGNORED.sub("", text)
     # Checked before upper(): it maps some non-ASCII letters to ASCII ("ß" -> "SS").
     compact = compact.upper() if compact.isascii() else ""
-    if not _VALID.match(compact):
+    if not _VALID.fullmatch(compact):
         raise LicenseError.invalid(
             field, "must be 20 letters A-Z and digits, shown as ABCDE-12345-FGHIJ-67890"
         )

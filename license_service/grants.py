@@ -10,12 +10,21 @@ from datetime import datetime
 
 from license_service.errors import LicenseError
 from license_service.products import Product, released_in, version_compatible
-from license_service.terms import SUBSCRIPTION, CodeRecord, expire_at, phase_at, status_at
+from license_service.terms import (
+    SUBSCRIPTION,
+    CodeRecord,
+    expire_at,
+    later,
+    phase_at,
+    status_at,
+)
 from license_service.terms import usable_refusal as _usable_refusal
 
 ACTIVATE = "ACTIVATE"
 SEND = "SEND"
 RESERVE = "RESERVE"
+# D11: a per-user code added to an account; the grant's device_id is the account id.
+ACCOUNT = "ACCOUNT"
 
 PREPARED = "PREPARED"
 COMMITTED = "COMMITTED"
@@ -84,7 +93,7 @@ def effective_expiry(rec: CodeRecord, start: datetime, now: datetime) -> datetim
     if rec.first_activate_time is not None:
         return expire_at(rec, now)
     assert rec.duration is not None
-    return start + rec.duration * rec.periods
+    return later(start, rec.duration, rec.periods)
 
 
 def expires_earlier(new: datetime | None, current: datetime | None) -> bool:
@@ -115,21 +124,30 @@ def check_prepare(
     refusal = usable_refusal(rec, now)
     if refusal is not None:
         raise refusal
+    if purpose == ACCOUNT:
+        # Region and version are the devices' business, checked when one starts using it.
+        if rec.slot_kind != "PER_USER":
+            raise LicenseError.invalid(
+                "purpose", "ACCOUNT is for per-user codes; a per-device code goes to devices"
+            )
+        return
+    if purpose == SEND and rec.slot_kind == "PER_USER":
+        # Before SAME_AS_CURRENT: a device may use this very code through its account (D11).
+        raise LicenseError.refused(
+            "PER_USER_SERVICE", "per-user codes activate themselves on connection"
+        )
     if device.current_code and device.current_code == rec.code:
         raise LicenseError.refused("SAME_AS_CURRENT", "the device already uses this code")
     if purpose in (SEND, RESERVE) and (rec.trial or rec.free):
         raise LicenseError.refused("TRIAL_OR_FREE", "trial and free codes cannot be used so")
-    if purpose == SEND:
-        if rec.slot_kind == "PER_USER":
-            raise LicenseError.refused(
-                "PER_USER_SERVICE", "per-user codes activate themselves on connection"
-            )
-        if product.console_managed and not (
-            caller.channel == "CONSOLE" and caller.role == "ADMINISTRATOR"
-        ):
-            raise LicenseError.refused(
-                "CONSOLE_ONLY", "sent only from the console by the subscription's administrator"
-            )
+    if (
+        purpose == SEND
+        and product.console_managed
+        and not (caller.channel == "CONSOLE" and caller.role == "ADMINISTRATOR")
+    ):
+        raise LicenseError.refused(
+            "CONSOLE_ONLY", "sent only from the console by the subscription's administrator"
+        )
     if not released_in(product, device.region):
         raise LicenseError.refused(
             "REGION_UNAVAILABLE", "the product is not released in the device's region"

@@ -1,10 +1,17 @@
-"""Products: regions and compatible app versions (D5 REGION_UNAVAILABLE, VERSION_INCOMPATIBLE)."""
+"""Products: regions and compatible app versions (D5 REGION_UNAVAILABLE, VERSION_INCOMPATIBLE).
+
+The comparison rules themselves are shared with the device service (keyslot.runtime.compat).
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+
+from keyslot.runtime.compat import compare_versions as compare_versions  # re-exported
+from keyslot.runtime.compat import released_in as compat_released_in
+from keyslot.runtime.compat import version_in_range
 
 # \Z, not $: "$" also matches before a trailing newline.
 PRODUCT_ID = re.compile(r"^[a-z0-9_-]{1,64}\Z")
@@ -34,28 +41,11 @@ class Product:
     create_time: datetime | None = None
 
 
-def parse_version(text: str) -> tuple[int, ...]:
-    """Dotted numbers as a tuple compared numerically ("10.2" < "10.10")."""
-    return tuple(int(part) for part in text.split("."))
-
-
-def compare_versions(a: str, b: str) -> int:
-    """-1, 0 or 1; missing trailing parts count as 0 ("10" == "10.0")."""
-    pa, pb = parse_version(a), parse_version(b)
-    width = max(len(pa), len(pb))
-    pa, pb = pa + (0,) * (width - len(pa)), pb + (0,) * (width - len(pb))
-    return (pa > pb) - (pa < pb)
-
-
 def version_compatible(product: Product, app_version: str) -> bool:
     """Whether ``app_version`` is in [min_app_version, max_app_version)."""
-    if product.min_app_version and compare_versions(app_version, product.min_app_version) < 0:
-        return False
-    return not (
-        product.max_app_version and compare_versions(app_version, product.max_app_version) >= 0
-    )
+    return version_in_range(app_version, product.min_app_version, product.max_app_version)
 
 
 def released_in(product: Product, region: str) -> bool:
     """Whether the product is released in ``region`` (empty list = everywhere)."""
-    return not product.released_regions or region.upper() in product.released_regions
+    return compat_released_in(product.released_regions, region)

@@ -15,8 +15,10 @@ OWN_SUPPORT = "OWN_SUPPORT"
 PROVIDER_SUPPORT = "PROVIDER_SUPPORT"
 SELF_SERVICE = "SELF_SERVICE"
 
-_ALLSOFT = re.compile(r"^(ALLSOFT-[0-9]+|A[0-9]+)$")
-_NEXWAY = re.compile(r"^[23][A-Z0-9]+$")
+# Matched with fullmatch on ASCII input only: upper() maps "ß" to "SS" and "ı" to "I", so
+# "2ß1" would otherwise pass for a Nexway order (S4).
+_ALLSOFT = re.compile(r"ALLSOFT-[0-9]+|A[0-9]+")
+_NEXWAY = re.compile(r"[23][A-Z0-9]+")
 
 INSTRUCTIONS = {
     RESELLER_ALLSOFT: "Contact the reseller Allsoft's support with your order number.",
@@ -32,10 +34,13 @@ def route_for(purchase_channel: str, order_number: str) -> str:
     if purchase_channel in ("ISP", "PARTNER"):
         return PROVIDER_SUPPORT
     if purchase_channel == "ONLINE_STORE":
-        order = order_number.strip().upper()
-        if _ALLSOFT.match(order):
+        order = order_number.strip(" \t\r\n")  # ASCII blanks; strip() takes Unicode ones too
+        if not order.isascii():
+            return OWN_SUPPORT
+        order = order.upper()
+        if _ALLSOFT.fullmatch(order):
             return RESELLER_ALLSOFT
-        if _NEXWAY.match(order):
+        if _NEXWAY.fullmatch(order):
             return RESELLER_NEXWAY
     return OWN_SUPPORT  # ACCOUNT_PORTAL, or a store order matching no reseller
 

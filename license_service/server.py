@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from keyslot.license.v1 import license_service_pb2_grpc as pb_grpc
 from keyslot.runtime import auth
+from keyslot.runtime.budget import FailureBudget
 from keyslot.runtime.clock import Clock, make_clock
 from keyslot.runtime.retention import (
     DEFAULT_RETENTION_HOURS,
@@ -22,7 +23,6 @@ from keyslot.runtime.settings import add_common_flags, truthy
 
 from license_service.api import LicenseApi
 from license_service.errors import DOMAIN
-from license_service.ratelimit import FailedLookupLimiter
 from license_service.store import LicenseStore
 from license_service.sweeper import Sweeper
 
@@ -59,17 +59,20 @@ class Settings:
             "--lookup-budget",
             type=int,
             default=int(env("KEYSLOT_LOOKUP_BUDGET", str(cls.lookup_budget))),
-            help="failed code look-ups a caller may make per window; 0 = no limit "
-            "(KEYSLOT_LOOKUP_BUDGET, S3)",
+            help="failed code look-ups a caller (for the device service: each account it"
+            " acts for) may make per window, counted in the database; 0 = no limit"
+            " (KEYSLOT_LOOKUP_BUDGET, S3)",
         )
         parser.add_argument(
             "--lookup-window",
             type=float,
             default=float(env("KEYSLOT_LOOKUP_WINDOW", str(cls.lookup_window))),
-            help="seconds of the failed look-up window (KEYSLOT_LOOKUP_WINDOW, S3)",
+            help="seconds of the rolling failed look-up window (KEYSLOT_LOOKUP_WINDOW, S3)",
         )
         add_retention_flag(parser)
         a = parser.parse_args(argv)
+        if a.lookup_window <= 0:
+            parser.error("--lookup-window must be a positive number of seconds")
         try:
             check_retention_hours(a.retention_hours)
         except ValueError as err:
@@ -94,8 +97,9 @@ def build(settings: Settings, clock: Clock | None = None) -> Running:
     clock = clock or make_clock(settings.test_clock_file)
     store = LicenseStore(settings.db)
     tokens = auth.TokenFile.load(settings.tokens_file)
-    limiter = FailedLookupLimiter(settings.lookup_budget, timedelta(seconds=settings.lookup_window))
-    api = LicenseApi(store=store, clock=clock, limiter=limiter)
+    window = timedelta(seconds=settings.lookup_window)
+    lookups = FailureBudget(store, settings.lookup_budget, window)  # S3, in the database
+    api = LicenseApi(store=store, clock=clock, lookups=lookups)
     running = create_server(
         address=settings.listen,
         domain=DOMAIN,
@@ -105,7 +109,8 @@ def build(settings: Settings, clock: Clock | None = None) -> Running:
         workers=settings.workers,
         log_calls=settings.log_calls,
     )
-    pruner = Pruner(store, store.retention_rules(timedelta(hours=settings.retention_hours)))
+    retention = store.retention_rules(timedelta(hours=settings.retention_hours))
+    pruner = Pruner(store, (*retention, lookups.prune_rule()))
     sweeper = Sweeper(api.ops, clock, settings.sweep_interval, pruner)
     sweeper.start()
     # The sweeper stops before the store closes under it.

@@ -8,13 +8,17 @@ phase, status (cancel at period end), expiry and entitlements are computed.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from license_service.entitlements import entitlements_for
 from license_service.errors import LicenseError
 
 LICENSE = "LICENSE"
 SUBSCRIPTION = "SUBSCRIPTION"
+
+# The last second a Timestamp holds. A term renewed for centuries ends here rather
+# than overflowing (durations and grace go up to 100 years each, renewals add up).
+LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,16 @@ class CodeRecord:
         return self.kind == SUBSCRIPTION
 
 
+def later(start: datetime, span: timedelta, times: int = 1) -> datetime:
+    """``start + span * times``, exact to the microsecond, but never past LATEST."""
+    room = LATEST - start
+    if span <= timedelta(0) or times <= 0:
+        return start
+    if times > room // span:  # span * times alone may overflow timedelta
+        return LATEST
+    return min(start + span * times, LATEST)
+
+
 def expire_at(rec: CodeRecord, now: datetime) -> datetime | None:
     """End of the term (L1, L5); None before first activation and for unlimited codes.
 
@@ -68,9 +82,9 @@ def expire_at(rec: CodeRecord, now: datetime) -> datetime | None:
     """
     if rec.duration is None or rec.term_start is None:
         return None
-    end = rec.term_start + rec.duration * rec.periods + rec.paused_total
+    end = later(later(rec.term_start, rec.duration, rec.periods), rec.paused_total)
     if rec.pause_time is not None:
-        end += max(now - max(rec.pause_time, rec.term_start), timedelta(0))
+        end = later(end, now - max(rec.pause_time, rec.term_start))
     return end
 
 
@@ -79,7 +93,7 @@ def grace_end_at(rec: CodeRecord, now: datetime) -> datetime | None:
     end = expire_at(rec, now)
     if end is None:
         return None
-    return end if rec.cancel_at_period_end else end + rec.grace
+    return end if rec.cancel_at_period_end else later(end, rec.grace)
 
 
 def status_at(rec: CodeRecord, now: datetime) -> str:
@@ -122,8 +136,9 @@ def apply_due_renewals(rec: CodeRecord, now: datetime) -> CodeRecord:
     An auto-renewing subscription with a prepaid period is extended by one period
     at each expiry that has passed; the count of periods is the record of renewals
     applied, so applying this again (sweeper, read, a later write) adds nothing.
+    Counted, not looped: a one-second term may have passed millions of expiries.
     """
-    while (
+    if not (
         rec.is_subscription
         and rec.auto_renew
         and rec.prepaid_periods > 0
@@ -132,16 +147,18 @@ def apply_due_renewals(rec: CodeRecord, now: datetime) -> CodeRecord:
         and not rec.cancel_at_period_end
         and rec.pause_time is None
     ):
-        end = expire_at(rec, now)
-        if end is None or end > now:
-            break
-        rec = replace(
-            rec,
-            periods=rec.periods + 1,
-            prepaid_periods=rec.prepaid_periods - 1,
-            auto_renewals_applied=rec.auto_renewals_applied + 1,
-        )
-    return rec
+        return rec
+    end = expire_at(rec, now)
+    if end is None or end > now or rec.duration is None:
+        return rec
+    # The renewal at ``end`` and one at each later expiry up to ``now`` (end + k * duration).
+    due = min(rec.prepaid_periods, (now - end) // rec.duration + 1)
+    return replace(
+        rec,
+        periods=rec.periods + due,
+        prepaid_periods=rec.prepaid_periods - due,
+        auto_renewals_applied=rec.auto_renewals_applied + due,
+    )
 
 
 # --- refusals shared by the lifecycle calls ------------------------------------------------

@@ -25,7 +25,18 @@ MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 MAX_REQUEST_ID = 64
 MAX_ID = 64
-EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+# Explicit ASCII classes, matched with fullmatch: \s, \d and \w take Unicode look-alikes
+# and "$" matches before a trailing newline (S4).
+EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+# Request ids and the ids this service or its peer assigned: printable ASCII, no blanks.
+ASCII_KEY = re.compile(r"[\x21-\x7e]+")
+# Order numbers as shops print them: printable ASCII, blanks allowed (routing.py ignores
+# those around the number).
+ORDER_NUMBER = re.compile(r"[\x20-\x7e]*")
+MAX_ORDER_NUMBER = 64
+ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# Page tokens are URL-safe base64; b64decode would silently drop any other character.
+PAGE_TOKEN = re.compile(r"[A-Za-z0-9_-]+={0,2}")
 # Tokens this service issues are far shorter; a longer one is refused unparsed (S4).
 MAX_PAGE_TOKEN = 512
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # SQLite's INTEGER range
@@ -78,9 +89,23 @@ def count(v: Violations, field: str, value: int, low: int, high: int) -> None:
         v.add(field, f"must be between {low} and {high}")
 
 
-def span(v: Violations, field: str, value: timedelta, low: timedelta, high: timedelta) -> None:
-    if not low <= value <= high:
-        v.add(field, f"must be between {low} and {high}")
+def term_length(
+    v: Violations, field: str, value: duration_pb2.Duration, low: timedelta, high: timedelta
+) -> timedelta | None:
+    """A term length (duration, grace): whole seconds from ``low`` to ``high``; None, with
+    a violation, otherwise. Whole seconds: every expiry and phase change falls on a second."""
+    problem = duration_problem(value)
+    if problem is not None:
+        v.add(field, problem)
+        return None
+    low_s, high_s = int(low.total_seconds()), int(high.total_seconds())
+    if value.nanos != 0:
+        v.add(field, "must be a whole number of seconds (nanos must be 0)")
+        return None
+    if not low_s <= value.seconds <= high_s:
+        v.add(field, f"must be between {low_s} s and {high_s} s ({high.days // 365} years)")
+        return None
+    return timedelta(seconds=value.seconds)
 
 
 def timestamp(v: Violations, field: str, value: timestamp_pb2.Timestamp) -> datetime | None:
@@ -101,8 +126,27 @@ def duration(v: Violations, field: str, value: duration_pb2.Duration) -> timedel
     return from_duration(value)
 
 
+def ascii_key(v: Violations, field: str, value: str, *, max_len: int, required: bool) -> None:
+    """An id or idempotency key: up to ``max_len`` printable ASCII characters, no blanks."""
+    if not value:
+        if required:
+            v.add(field, "is required")
+    elif len(value) > max_len:
+        v.add(field, f"must be at most {max_len} characters")
+    elif not ASCII_KEY.fullmatch(value):
+        v.add(field, "must be printable ASCII characters without blanks")
+
+
 def request_id(v: Violations, value: str, *, required: bool, field: str = "request_id") -> None:
-    text(v, field, value, max_len=MAX_REQUEST_ID, required=required)
+    ascii_key(v, field, value, max_len=MAX_REQUEST_ID, required=required)
+
+
+def order_number(v: Violations, field: str, value: str) -> None:
+    """An order number (may be empty): printable ASCII, up to 64 characters (L8)."""
+    if len(value) > MAX_ORDER_NUMBER:
+        v.add(field, f"must be at most {MAX_ORDER_NUMBER} characters")
+    elif not ORDER_NUMBER.fullmatch(value):
+        v.add(field, "must be printable ASCII letters, digits and punctuation")
 
 
 def page_size(value: int) -> int:
@@ -127,7 +171,7 @@ def decode_page_token(token: str, kind: type) -> Any:
     if not token:
         return None
     refusal = LicenseError.invalid("page_token", "is not a token this service issued")
-    if len(token) > MAX_PAGE_TOKEN:
+    if len(token) > MAX_PAGE_TOKEN or not PAGE_TOKEN.fullmatch(token):
         raise refusal
     try:
         data = json.loads(base64.urlsafe_b64decode(token.encode()))
@@ -146,7 +190,7 @@ def decode_page_token(token: str, kind: type) -> Any:
 def email(v: Violations, field: str, value: str) -> None:
     if not value.strip():
         v.add(field, "is required")
-    elif len(value) > 254 or not EMAIL.match(value):
+    elif len(value) > 254 or not EMAIL.fullmatch(value):
         v.add(field, "must be an e-mail address")
 
 
@@ -156,7 +200,7 @@ def past_date(v: Violations, field: str, value: str, today: date) -> None:
         v.add(field, "is required")
         return
     try:
-        if len(value) != 10:
+        if not ISO_DATE.fullmatch(value):  # fromisoformat also takes "2025-W01-1"
             raise ValueError(value)
         parsed = date.fromisoformat(value)
     except ValueError:

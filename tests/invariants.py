@@ -30,7 +30,9 @@ STATE_OF_STEP = {
 }
 # Steps a handshake is never left in once recovery settled it.
 MID_WAY = ("PREPARING", "COMMITTING", "ABORTING")
-TABLES = ("handshakes", "slots", "devices", "deliveries", "reserves")
+TABLES = ("handshakes", "slots", "devices", "deliveries", "reserves", "subscriptions")
+# Purposes that commit within their one call: a PREPARED one is mid-call.
+AT_ONCE = ("ACTIVATE", "ACCOUNT")
 
 
 def device_rows(services: Services, sql: str, params: tuple = ()) -> list[Row]:  # type: ignore[type-arg]
@@ -58,7 +60,7 @@ class Snapshot:
         return [
             h
             for h in self.handshakes
-            if h["step"] in MID_WAY or (h["step"] == "PREPARED" and h["purpose"] == "ACTIVATE")
+            if h["step"] in MID_WAY or (h["step"] == "PREPARED" and h["purpose"] in AT_ONCE)
         ]
 
     def signature(self) -> tuple:  # type: ignore[type-arg]
@@ -189,6 +191,12 @@ def slot_violations(services: Services, snap: Snapshot, max_devices: dict[str, i
             holders = sorted(f"{s['device_id']}:{s['state']}" for s in held if s["code"] == code)
             out.append(f"D3: code {code} has {n} slots held > max devices {limit}: {holders}")
     active_of: dict[str, list[str]] = {}
+    per_user = {(s["account_id"], s["code"]) for s in snap.subscriptions if s["per_user"]}
+    for s in [s for s in held if purpose.get(s["handshake_id"]) == "ACCOUNT"]:
+        # D11: an account holds a per-user code's slot while the code is on the account.
+        if s["state"] == "ACTIVE" and (s["device_id"], s["code"]) not in per_user:
+            out.append(f"D11: account {s['device_id']} holds {s['code']} without the subscription")
+    held = [s for s in held if purpose.get(s["handshake_id"]) != "ACCOUNT"]
     for s in held:
         where = f"{s['state']} slot of {s['code']} held by device {s['device_id']}"
         if s["device_id"] not in connected:

@@ -2,6 +2,7 @@
 
     keyslot create-product suite --name "Suite"
     keyslot issue-codes --product suite --kind subscription --days 365 --max-devices 3
+    keyslot issue-codes --product suite --trial --duration 1h --grace 10m
     keyslot --json list-codes --product suite
     keyslot demo            # the whole story against `make run`
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -163,6 +165,26 @@ def device_client(args: argparse.Namespace, kind: str = "portal") -> DeviceClien
     return DeviceClient(args.device, token_for(args, kind), timeout=args.timeout)
 
 
+_SPAN_PART = re.compile(r"([0-9]+)([wdhms])")
+_SPAN_UNITS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
+
+
+def span(text: str) -> timedelta:
+    """A term length such as "1h", "90m", "1h30m", "365d" or "3600s" (ASCII, whole seconds).
+
+    Units w, d, h, m, s; every number needs its unit, so "365" is not read as seconds
+    by someone who meant days.
+    """
+    if not re.fullmatch(r"(?:[0-9]+[wdhms])+", text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration such as 1h, 90m, 1h30m, 365d or 3600s"
+        )
+    total = sum(int(n) * _SPAN_UNITS[unit] for n, unit in _SPAN_PART.findall(text))
+    if total > 315_576_000_000:  # past what a protobuf Duration holds (the service takes 100 y)
+        raise argparse.ArgumentTypeError(f"{text!r} is longer than 10,000 years")
+    return timedelta(seconds=total)
+
+
 def _enum(enum_prefix: str, value: str) -> str:
     """'subscription' -> 'CODE_KIND_SUBSCRIPTION'."""
     return f"{enum_prefix}_{value.upper().replace('-', '_')}"
@@ -203,8 +225,10 @@ def cmd_issue_codes(args: argparse.Namespace, out: Output) -> int:
         order_number=args.order_number or "",
     )
     if not args.unlimited:
-        terms.duration.FromTimedelta(timedelta(days=args.days))
-    terms.grace_period.FromTimedelta(timedelta(days=args.grace_days))
+        duration = args.duration if args.duration is not None else timedelta(days=args.days)
+        terms.duration.FromTimedelta(duration)
+    grace = args.grace if args.grace is not None else timedelta(days=args.grace_days)
+    terms.grace_period.FromTimedelta(grace)
     with license_client(args) as lic:
         codes = lic.issue_codes(terms=terms, count=args.count).codes
     if args.json:
@@ -658,9 +682,15 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["updates", "updates-and-protection"],
         default="updates-and-protection",
     )
-    p.add_argument("--days", type=int, default=365, help="term length in days")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--days", type=int, default=365, help="term length in days (365)")
+    length.add_argument(
+        "--duration", type=span, help="term length with a unit: 1h, 90m, 1h30m, 30d, 3600s"
+    )
     p.add_argument("--unlimited", action="store_true", help="never expires")
-    p.add_argument("--grace-days", type=int, default=14)
+    grace = p.add_mutually_exclusive_group()
+    grace.add_argument("--grace-days", type=int, default=14, help="grace in days (14)")
+    grace.add_argument("--grace", type=span, help="grace with a unit: 10m, 0s, 14d")
     p.add_argument("--max-devices", type=int, default=1)
     p.add_argument("--slot-kind", choices=["per-device", "per-user"], default="per-device")
     p.add_argument("--trial", action="store_true")

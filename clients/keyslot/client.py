@@ -944,14 +944,40 @@ class DeviceClient(_Client):
         **fields: Any,
     ) -> dpb.AddSubscriptionResponse:
         """Registers a code on the account after checking it with the license service (unknown,
-        blocked and cancelled codes are refused).
+        blocked and cancelled codes are refused). A per-user code (D11) is activated for the
+        account and takes one of its slots. A request_id is filled in when empty, so a retry
+        is safe (H1).
 
-        Request fields: account_id, code.
+        Request fields: account_id, code, request_id.
         """
         return self._call(
             "AddSubscription",
             dpb.AddSubscriptionRequest,
             dpb.AddSubscriptionResponse,
+            request,
+            fields,
+            timeout,
+            token,
+        )
+
+    def remove_subscription(
+        self,
+        request: dpb.RemoveSubscriptionRequest | None = None,
+        /,
+        *,
+        timeout: float | None = None,
+        token: str | None = None,
+        **fields: Any,
+    ) -> dpb.RemoveSubscriptionResponse:
+        """Removes a code from the account; a per-user code frees the account's slot and its
+        devices lose it at their next check-in (D11).
+
+        Request fields: account_id, code.
+        """
+        return self._call(
+            "RemoveSubscription",
+            dpb.RemoveSubscriptionRequest,
+            dpb.RemoveSubscriptionResponse,
             request,
             fields,
             timeout,

@@ -118,6 +118,30 @@ def test_cli_account_connect_send_complete(services: Services) -> None:
     assert details["code"]["code"] == code
 
 
+def test_cli_l1_duration_flag_issues_sub_day_terms(services: Services) -> None:
+    product_id = f"cli-{uuid.uuid4().hex[:8]}"
+    ok(services, "create-product", product_id)
+    issue = ["issue-codes", "--product", product_id]
+    [trial] = ok(services, *issue, "--trial", "--duration", "1h", "--grace", "10m")
+    assert trial["terms"]["duration"] == "3600s" and trial["terms"]["grace_period"] == "600s"
+    [mixed] = ok(services, *issue, "--duration", "1h30m15s")
+    assert mixed["terms"]["duration"] == "5415s"
+    assert mixed["terms"]["grace_period"] == f"{14 * 86400}s"  # --grace-days' default
+    [days] = ok(services, *issue, "--days", "2", "--grace", "0s")
+    assert days["terms"]["duration"] == f"{2 * 86400}s" and days["terms"]["grace_period"] == "0s"
+    # A number without its unit, a non-ASCII digit or both length flags: usage errors.
+    for flags in (
+        ["--duration", "3600"],
+        ["--duration", "１h"],
+        ["--days", "1", "--duration", "1h"],
+    ):
+        result = run(services, *issue, *flags)
+        assert result.returncode == 2, result.stdout + result.stderr
+    # The service refuses a zero-length term, naming the field (exit 3).
+    error = failed(services, *issue, "--duration", "0s", exit_code=3)
+    assert error["fieldViolations"][0]["field"] == "terms.duration"
+
+
 def test_cli_device_commands_need_a_device_token(services: Services) -> None:
     result = run(services, "check-in")
     assert result.returncode == 2

@@ -497,3 +497,11 @@ def test_disconnect_aborts_a_waiting_reserve(services: Services) -> None:
     shown = _details(services, account.credential, device.device_id).reserve
     assert shown.state == dpb.RESERVE_STATE_FAILED
     assert shown.failure_reason == "DEVICE_NOT_CONNECTED"
+
+
+def test_d8_a_reserve_behind_a_twenty_year_license_waits(services: Services) -> None:
+    """The grant is held at most ~10 years; one further out is re-prepared at take-over."""
+    _, device, credential, _ = _device(services, days=20 * 365)
+    reserve = _add(services, credential, device.device_id, issue(services, days=30 * 365)[0])
+    assert reserve.state == dpb.RESERVE_STATE_WAITING
+    assert _grant_state(services, reserve.grant_id) == lpb.GRANT_STATE_PREPARED

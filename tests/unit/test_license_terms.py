@@ -247,3 +247,62 @@ def test_l7_entitlements_follow_the_record_over_time() -> None:
     assert end is not None
     assert terms.entitlements_at(rec, end + GRACE) == LAPSED_UPDATES_ONLY
     assert terms.entitlements_at(replace(rec, coverage="UPDATES_AND_PROTECTION"), end + GRACE) == ()
+
+
+# --- short and very long terms: exact to the second, never an overflow (§2 terms) -------------
+
+HOUR = timedelta(hours=1)
+SECOND = timedelta(seconds=1)
+
+
+def test_l2_one_hour_term_with_ten_minutes_grace_changes_phase_at_the_second() -> None:
+    start = T0 + timedelta(seconds=7)
+    rec = terms.activate(sub(duration=HOUR, grace=timedelta(minutes=10)), start)
+    end = start + HOUR
+    assert terms.expire_at(rec, start) == end
+    assert terms.grace_end_at(rec, start) == end + timedelta(minutes=10)
+    walk = [
+        (end - SECOND, "ACTIVE"),
+        (end, "GRACE"),
+        (end + timedelta(minutes=10) - SECOND, "GRACE"),
+        (end + timedelta(minutes=10), "EXPIRED"),
+    ]
+    assert [terms.phase_at(rec, at) for at, _ in walk] == [phase for _, phase in walk]
+
+
+def test_l4_one_second_term_renews_every_passed_expiry_once_within_prepaid() -> None:
+    rec = terms.record_prepayment(
+        terms.activate(sub(duration=SECOND, grace=timedelta(0), auto_renew=True), T0), 100, T0
+    )
+    rec = replace(rec, prepaid_periods=5_000_000)  # counted, not looped
+    end = T0 + SECOND
+    assert terms.apply_due_renewals(rec, end - timedelta(microseconds=1)) == rec
+    at_end = terms.apply_due_renewals(rec, end)
+    assert at_end.auto_renewals_applied == 1 and terms.expire_at(at_end, end) == end + SECOND
+    # 3 s and a half after the first expiry: the renewals at end, +1, +2 and +3 s.
+    later = terms.apply_due_renewals(rec, end + timedelta(seconds=3, milliseconds=500))
+    assert later.auto_renewals_applied == 4
+    assert terms.expire_at(later, end) == end + 4 * SECOND
+    assert terms.apply_due_renewals(later, end + timedelta(seconds=3, milliseconds=999)) == later
+    # A long outage renews through every prepaid period and then lapses.
+    gone = terms.apply_due_renewals(rec, T0 + YEAR)
+    assert gone.prepaid_periods == 0 and gone.periods == 5_000_001
+
+
+def test_l5_one_hour_pause_and_resume_move_expiry_by_the_paused_seconds() -> None:
+    rec = terms.activate(sub(duration=HOUR, grace=timedelta(minutes=10)), T0)
+    paused = terms.pause(rec, T0 + timedelta(minutes=20))
+    resumed = terms.resume(paused, T0 + timedelta(minutes=27, seconds=13))
+    assert terms.expire_at(resumed, T0) == T0 + HOUR + timedelta(minutes=7, seconds=13)
+
+
+def test_terms_of_centuries_end_at_the_last_timestamp_instead_of_overflowing() -> None:
+    century = timedelta(days=36525)
+    rec = terms.activate(sub(duration=century, grace=century), T0)
+    for _ in range(100):
+        rec = terms.renew(rec, 100, T0 + timedelta(days=1))
+    assert terms.expire_at(rec, T0) == terms.LATEST
+    assert terms.grace_end_at(rec, T0) == terms.LATEST
+    assert terms.phase_at(rec, T0 + YEAR) == "ACTIVE"
+    paused = terms.pause(rec, T0 + YEAR)
+    assert terms.expire_at(paused, T0 + 2 * YEAR) == terms.LATEST

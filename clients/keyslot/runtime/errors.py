@@ -8,6 +8,7 @@ turns them into a ``google.rpc.Status`` with exactly one ``ErrorInfo`` (and a
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -124,6 +125,21 @@ class ServiceError(Exception):
         """PERMISSION_DENIED (S2)."""
         return cls(
             "PERMISSION_DENIED", message, grpc.StatusCode.PERMISSION_DENIED, metadata=metadata
+        )
+
+    @classmethod
+    def rate_limited(
+        cls, reason: str, message: str, retry_after: timedelta, **metadata: str
+    ) -> ServiceError:
+        """RESOURCE_EXHAUSTED with when to retry (S3): a RetryInfo and ``retryAfterSeconds``,
+        both in whole seconds, rounded up so a retry at that time is let through."""
+        seconds = max(1, math.ceil(retry_after.total_seconds()))
+        return cls(
+            reason,
+            message,
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            metadata={"retryAfterSeconds": str(seconds), **metadata},
+            retry_delay=timedelta(seconds=seconds),
         )
 
     def to_status(self) -> status_pb2.Status:

@@ -207,7 +207,7 @@ class Subscription(_message.Message):
     def __init__(self, account_id: _Optional[str] = ..., code: _Optional[str] = ..., add_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., code_details: _Optional[_Union[_license_service_pb2.Code, _Mapping]] = ..., used_slots: _Optional[int] = ...) -> None: ...
 
 class Device(_message.Message):
-    __slots__ = ("device_id", "account_id", "platform", "app_version", "region", "display_name", "current_code", "connect_time", "update_time", "disconnect_time", "last_check_in_time")
+    __slots__ = ("device_id", "account_id", "platform", "app_version", "region", "display_name", "current_code", "connect_time", "update_time", "disconnect_time", "last_check_in_time", "current_code_from_account")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     PLATFORM_FIELD_NUMBER: _ClassVar[int]
@@ -219,6 +219,7 @@ class Device(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     DISCONNECT_TIME_FIELD_NUMBER: _ClassVar[int]
     LAST_CHECK_IN_TIME_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_CODE_FROM_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     device_id: str
     account_id: str
     platform: Platform
@@ -230,7 +231,8 @@ class Device(_message.Message):
     update_time: _timestamp_pb2.Timestamp
     disconnect_time: _timestamp_pb2.Timestamp
     last_check_in_time: _timestamp_pb2.Timestamp
-    def __init__(self, device_id: _Optional[str] = ..., account_id: _Optional[str] = ..., platform: _Optional[_Union[Platform, str]] = ..., app_version: _Optional[str] = ..., region: _Optional[str] = ..., display_name: _Optional[str] = ..., current_code: _Optional[str] = ..., connect_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., disconnect_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_check_in_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    current_code_from_account: bool
+    def __init__(self, device_id: _Optional[str] = ..., account_id: _Optional[str] = ..., platform: _Optional[_Union[Platform, str]] = ..., app_version: _Optional[str] = ..., region: _Optional[str] = ..., display_name: _Optional[str] = ..., current_code: _Optional[str] = ..., connect_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., disconnect_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_check_in_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., current_code_from_account: _Optional[bool] = ...) -> None: ...
 
 class Slot(_message.Message):
     __slots__ = ("code", "device_id", "state", "state_time")
@@ -314,14 +316,16 @@ class Reserve(_message.Message):
     def __init__(self, code: _Optional[str] = ..., state: _Optional[_Union[ReserveState, str]] = ..., failure_reason: _Optional[str] = ..., grant_id: _Optional[str] = ..., add_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., code_details: _Optional[_Union[_license_service_pb2.Code, _Mapping]] = ...) -> None: ...
 
 class SubscriptionDevice(_message.Message):
-    __slots__ = ("device", "slot", "delivery")
+    __slots__ = ("device", "slot", "delivery", "through_account")
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     SLOT_FIELD_NUMBER: _ClassVar[int]
     DELIVERY_FIELD_NUMBER: _ClassVar[int]
+    THROUGH_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     device: Device
     slot: Slot
     delivery: Delivery
-    def __init__(self, device: _Optional[_Union[Device, _Mapping]] = ..., slot: _Optional[_Union[Slot, _Mapping]] = ..., delivery: _Optional[_Union[Delivery, _Mapping]] = ...) -> None: ...
+    through_account: bool
+    def __init__(self, device: _Optional[_Union[Device, _Mapping]] = ..., slot: _Optional[_Union[Slot, _Mapping]] = ..., delivery: _Optional[_Union[Delivery, _Mapping]] = ..., through_account: _Optional[bool] = ...) -> None: ...
 
 class OutboxMessage(_message.Message):
     __slots__ = ("message_id", "account_id", "email", "subject", "body", "link_token", "link_expire_time", "create_time")
@@ -388,6 +392,22 @@ class AddConsoleMemberResponse(_message.Message):
     def __init__(self, member: _Optional[_Union[ConsoleMember, _Mapping]] = ..., member_credential: _Optional[str] = ...) -> None: ...
 
 class AddSubscriptionRequest(_message.Message):
+    __slots__ = ("account_id", "code", "request_id")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    code: str
+    request_id: str
+    def __init__(self, account_id: _Optional[str] = ..., code: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class AddSubscriptionResponse(_message.Message):
+    __slots__ = ("subscription",)
+    SUBSCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    subscription: Subscription
+    def __init__(self, subscription: _Optional[_Union[Subscription, _Mapping]] = ...) -> None: ...
+
+class RemoveSubscriptionRequest(_message.Message):
     __slots__ = ("account_id", "code")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
@@ -395,11 +415,9 @@ class AddSubscriptionRequest(_message.Message):
     code: str
     def __init__(self, account_id: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...
 
-class AddSubscriptionResponse(_message.Message):
-    __slots__ = ("subscription",)
-    SUBSCRIPTION_FIELD_NUMBER: _ClassVar[int]
-    subscription: Subscription
-    def __init__(self, subscription: _Optional[_Union[Subscription, _Mapping]] = ...) -> None: ...
+class RemoveSubscriptionResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class ListSubscriptionsRequest(_message.Message):
     __slots__ = ("account_id", "page_size", "page_token")

@@ -55,6 +55,11 @@ class DeviceServiceStub:
                 request_serializer=keyslot_dot_device_dot_v1_dot_device__service__pb2.AddSubscriptionRequest.SerializeToString,
                 response_deserializer=keyslot_dot_device_dot_v1_dot_device__service__pb2.AddSubscriptionResponse.FromString,
                 _registered_method=True)
+        self.RemoveSubscription = channel.unary_unary(
+                '/keyslot.device.v1.DeviceService/RemoveSubscription',
+                request_serializer=keyslot_dot_device_dot_v1_dot_device__service__pb2.RemoveSubscriptionRequest.SerializeToString,
+                response_deserializer=keyslot_dot_device_dot_v1_dot_device__service__pb2.RemoveSubscriptionResponse.FromString,
+                _registered_method=True)
         self.ListSubscriptions = channel.unary_unary(
                 '/keyslot.device.v1.DeviceService/ListSubscriptions',
                 request_serializer=keyslot_dot_device_dot_v1_dot_device__service__pb2.ListSubscriptionsRequest.SerializeToString,
@@ -201,7 +206,18 @@ class DeviceServiceServicer:
 
     def AddSubscription(self, request, context):
         """Registers a code on the account after checking it with the license
-        service (unknown, blocked and cancelled codes are refused).
+        service (unknown, blocked and cancelled codes are refused). Unknown
+        codes count against the account's failed look-up budget (S3), as do
+        those of ActivateDevice and AddReserveCode.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveSubscription(self, request, context):
+        """Removes a code from the account. A per-user code (D11) frees the
+        account's slot, and the devices that used it through the account lose it
+        at their next check-in. Devices keep codes they hold themselves.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -233,7 +249,10 @@ class DeviceServiceServicer:
     def ConnectDevice(self, request, context):
         """Connects a new device with a connection code (D1). Called by the app
         without a credential of its own yet: it presents the connection code.
-        Returns the device credential once.
+        Returns the device credential once. Unknown connection codes are limited
+        per client address and overall (S3): past either budget every attempt
+        is refused TOO_MANY_FAILED_LOOKUPS (metadata limitedBy "address" or
+        "everyone").
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -399,6 +418,11 @@ def add_DeviceServiceServicer_to_server(servicer, server):
                     servicer.AddSubscription,
                     request_deserializer=keyslot_dot_device_dot_v1_dot_device__service__pb2.AddSubscriptionRequest.FromString,
                     response_serializer=keyslot_dot_device_dot_v1_dot_device__service__pb2.AddSubscriptionResponse.SerializeToString,
+            ),
+            'RemoveSubscription': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveSubscription,
+                    request_deserializer=keyslot_dot_device_dot_v1_dot_device__service__pb2.RemoveSubscriptionRequest.FromString,
+                    response_serializer=keyslot_dot_device_dot_v1_dot_device__service__pb2.RemoveSubscriptionResponse.SerializeToString,
             ),
             'ListSubscriptions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSubscriptions,
@@ -625,6 +649,33 @@ class DeviceService:
             '/keyslot.device.v1.DeviceService/AddSubscription',
             keyslot_dot_device_dot_v1_dot_device__service__pb2.AddSubscriptionRequest.SerializeToString,
             keyslot_dot_device_dot_v1_dot_device__service__pb2.AddSubscriptionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveSubscription(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/keyslot.device.v1.DeviceService/RemoveSubscription',
+            keyslot_dot_device_dot_v1_dot_device__service__pb2.RemoveSubscriptionRequest.SerializeToString,
+            keyslot_dot_device_dot_v1_dot_device__service__pb2.RemoveSubscriptionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -115,6 +115,7 @@ class GrantPurpose(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     GRANT_PURPOSE_ACTIVATE: _ClassVar[GrantPurpose]
     GRANT_PURPOSE_SEND: _ClassVar[GrantPurpose]
     GRANT_PURPOSE_RESERVE: _ClassVar[GrantPurpose]
+    GRANT_PURPOSE_ACCOUNT: _ClassVar[GrantPurpose]
 
 class GrantState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -210,6 +211,7 @@ GRANT_PURPOSE_UNSPECIFIED: GrantPurpose
 GRANT_PURPOSE_ACTIVATE: GrantPurpose
 GRANT_PURPOSE_SEND: GrantPurpose
 GRANT_PURPOSE_RESERVE: GrantPurpose
+GRANT_PURPOSE_ACCOUNT: GrantPurpose
 GRANT_STATE_UNSPECIFIED: GrantState
 GRANT_STATE_PREPARED: GrantState
 GRANT_STATE_COMMITTED: GrantState
@@ -363,10 +365,12 @@ class IssueCodesResponse(_message.Message):
     def __init__(self, codes: _Optional[_Iterable[_Union[Code, _Mapping]]] = ...) -> None: ...
 
 class GetCodeRequest(_message.Message):
-    __slots__ = ("code",)
+    __slots__ = ("code", "on_behalf_of")
     CODE_FIELD_NUMBER: _ClassVar[int]
+    ON_BEHALF_OF_FIELD_NUMBER: _ClassVar[int]
     code: str
-    def __init__(self, code: _Optional[str] = ...) -> None: ...
+    on_behalf_of: str
+    def __init__(self, code: _Optional[str] = ..., on_behalf_of: _Optional[str] = ...) -> None: ...
 
 class GetCodeResponse(_message.Message):
     __slots__ = ("code",)
@@ -375,10 +379,12 @@ class GetCodeResponse(_message.Message):
     def __init__(self, code: _Optional[_Union[Code, _Mapping]] = ...) -> None: ...
 
 class BatchGetCodesRequest(_message.Message):
-    __slots__ = ("codes",)
+    __slots__ = ("codes", "on_behalf_of")
     CODES_FIELD_NUMBER: _ClassVar[int]
+    ON_BEHALF_OF_FIELD_NUMBER: _ClassVar[int]
     codes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, codes: _Optional[_Iterable[str]] = ...) -> None: ...
+    on_behalf_of: str
+    def __init__(self, codes: _Optional[_Iterable[str]] = ..., on_behalf_of: _Optional[str] = ...) -> None: ...
 
 class BatchGetCodesResponse(_message.Message):
     __slots__ = ("codes",)
@@ -625,20 +631,22 @@ class Grant(_message.Message):
     def __init__(self, grant_id: _Optional[str] = ..., code: _Optional[str] = ..., purpose: _Optional[_Union[GrantPurpose, str]] = ..., device_id: _Optional[str] = ..., state: _Optional[_Union[GrantState, str]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., code_details: _Optional[_Union[Code, _Mapping]] = ..., abort_reason: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class PrepareGrantRequest(_message.Message):
-    __slots__ = ("code", "purpose", "device", "caller", "request_id", "expire_time")
+    __slots__ = ("code", "purpose", "device", "caller", "request_id", "expire_time", "on_behalf_of")
     CODE_FIELD_NUMBER: _ClassVar[int]
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     CALLER_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    ON_BEHALF_OF_FIELD_NUMBER: _ClassVar[int]
     code: str
     purpose: GrantPurpose
     device: DeviceContext
     caller: CallerContext
     request_id: str
     expire_time: _timestamp_pb2.Timestamp
-    def __init__(self, code: _Optional[str] = ..., purpose: _Optional[_Union[GrantPurpose, str]] = ..., device: _Optional[_Union[DeviceContext, _Mapping]] = ..., caller: _Optional[_Union[CallerContext, _Mapping]] = ..., request_id: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    on_behalf_of: str
+    def __init__(self, code: _Optional[str] = ..., purpose: _Optional[_Union[GrantPurpose, str]] = ..., device: _Optional[_Union[DeviceContext, _Mapping]] = ..., caller: _Optional[_Union[CallerContext, _Mapping]] = ..., request_id: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., on_behalf_of: _Optional[str] = ...) -> None: ...
 
 class PrepareGrantResponse(_message.Message):
     __slots__ = ("grant",)

@@ -185,6 +185,9 @@ class LicenseServiceServicer:
 
     def GetCode(self, request, context):
         """Returns a code with its terms and its state evaluated now (L2).
+        Failed look-ups are limited per caller (S3): past the budget every
+        look-up is refused RESOURCE_EXHAUSTED (TOO_MANY_FAILED_LOOKUPS) with a
+        google.rpc.RetryInfo and ErrorInfo metadata retryAfterSeconds.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -192,7 +195,8 @@ class LicenseServiceServicer:
 
     def BatchGetCodes(self, request, context):
         """Returns several codes in one call (the device service's subscription
-        and check-in views). Unknown codes are left out of the answer.
+        and check-in views). Unknown codes are left out of the answer; each
+        counts as a failed look-up (S3, as GetCode).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,0 +1,217 @@
+"""Per-user codes (D11): a code that licenses the account's user, not one device.
+
+Adding a per-user code to an account is an ACCOUNT handshake: the license
+side checks and activates the code (L1) through a grant, the device side
+claims one of the code's slots for the account itself (max devices counts
+accounts, D3) and records the subscription. Like ACTIVATE it commits within
+its one call, and it is crash-safe the same way (H4): recovery undoes an
+orphan before its commit decision and re-commits one after it.
+
+Every connected device of the account that has no current code of its own
+uses the account's first per-user code that fits it (region and app version,
+checked per device, D5) when it connects and at each check-in, without a
+slot of its own. A code the device activated or received itself wins.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from typing import Any
+
+import grpc
+from keyslot.license.v1 import license_service_pb2 as lpb
+from keyslot.runtime.clock import Clock
+from keyslot.runtime.compat import released_in, version_in_range
+from keyslot.runtime.timeconv import to_epoch_us
+
+from device_service import handshake as hs
+from device_service import store as st
+from device_service.errors import DeviceError
+from device_service.license_client import LicensePeer
+
+Row = dict[str, Any]
+# How long the license side holds an ACCOUNT grant; it is committed at once.
+ACCOUNT_HOLD = timedelta(minutes=10)
+
+
+def account_hooks(store: st.DeviceStore) -> hs.Hooks:
+    """The ACCOUNT purpose: a PENDING slot for the account at prepare, the
+    subscription (and an ACTIVE slot) at commit."""
+
+    def on_prepared(db, row: Row, grant: lpb.Grant, now: int) -> None:  # type: ignore[no-untyped-def]
+        # Authoritative, under the claim's write lock: added, or being added by another call.
+        if store.subscription(row["account_id"], row["code"]) is not None or store.holds(
+            row["account_id"], row["code"]
+        ):
+            raise _exists(row["code"])
+        store.claim_slot(
+            row["code"],
+            row["account_id"],
+            grant.code_details.terms.max_devices,
+            now,
+            handshake_id=row["handshake_id"],
+            for_account=True,
+        )
+
+    def on_committed(db, row: Row, grant: lpb.Grant, now: int) -> None:  # type: ignore[no-untyped-def]
+        db["subscriptions"].insert(
+            {"account_id": row["account_id"], "code": row["code"], "add_us": now, "per_user": 1}
+        )
+
+    def nothing(*_: Any) -> None:
+        return None
+
+    # PREPARED is mid-call: an orphaned one is undone by recovery.
+    return hs.Hooks(
+        on_prepared,
+        on_committed,
+        nothing,
+        prepared_is_stable=False,
+        commit_at_once=True,
+        for_account=True,
+    )
+
+
+def _exists(code: str) -> DeviceError:
+    return DeviceError(
+        "SUBSCRIPTION_EXISTS",
+        "the code is already on the account",
+        grpc.StatusCode.ALREADY_EXISTS,
+        metadata={"code": code},
+    )
+
+
+def is_per_user(code: lpb.Code) -> bool:
+    return code.terms.slot_kind == lpb.SLOT_KIND_PER_USER
+
+
+class PerUserCodes:
+    """Adds and removes per-user codes; tells which one a device uses."""
+
+    def __init__(
+        self,
+        store: st.DeviceStore,
+        license: LicensePeer,
+        clock: Clock,
+        handshakes: hs.Handshakes,
+    ) -> None:
+        self.store = store
+        self.license = license
+        self.clock = clock
+        self.handshakes = handshakes
+
+    def now_us(self) -> int:
+        return int(to_epoch_us(self.clock.now()) or 0)
+
+    def add(self, account: Row, code: str, channel: str, role: str, request_id: str) -> Row:
+        """Activates ``code`` for the account (D11); returns the subscription row.
+
+        With the same request id a retry returns the first answer (H1); the
+        id with another code is REQUEST_ID_REUSED.
+        """
+        account_id = account["account_id"]
+        request_id = request_id or secrets.token_hex(16)
+        scope = f"subscribe:{account_id}"
+        with self.handshakes.owned(f"req:{scope}:{request_id}"):
+            recorded = self.store.outcomes(scope, request_id).get(0)
+            if recorded is not None:
+                replay = self._replay(recorded, request_id, code)
+                if replay is not None:
+                    return replay
+            return self._add(account_id, code, channel, role, scope, request_id)
+
+    def _replay(self, recorded: Row, request_id: str, code: str) -> Row | None:
+        if recorded["fingerprint"] != code:
+            raise DeviceError(
+                "REQUEST_ID_REUSED",
+                "the request id was used with another code",
+                grpc.StatusCode.ALREADY_EXISTS,
+                metadata={"requestId": request_id},
+            )
+        if recorded["reason"]:
+            raise DeviceError.refused(recorded["reason"], recorded["message"])
+        hid = recorded["handshake_id"]
+        with self.handshakes.owned(hid):
+            step = self.handshakes.settle(hid)
+        row = self.store.handshake(hid)
+        assert row is not None
+        if step == hs.COMMITTED:
+            return self.store.subscription(row["account_id"], row["code"])
+        if row["failure_reason"] and row["failure_reason"] not in hs.NOT_AN_ANSWER:
+            raise DeviceError.refused(row["failure_reason"], row["failure_message"] or "")
+        return None  # interrupted or rate-limited earlier: try again
+
+    def _add(  # type: ignore[no-untyped-def]
+        self, account_id, code, channel, role, scope, request_id
+    ) -> Row:
+        record = dict(target=account_id, fingerprint=code, create_us=self.now_us())
+        if self.store.subscription(account_id, code) is not None:
+            raise _exists(code)
+        holder = {
+            "device_id": account_id,  # the account holds the slot (D11)
+            "account_id": account_id,
+            "app_version": "",
+            "region": "",
+            "current_code": "",
+        }
+        hid = st.new_id("hs")
+        try:
+            with self.handshakes.owned(hid):
+                with self.store.write() as db:
+                    row = self.handshakes.begin(
+                        db,
+                        purpose="ACCOUNT",
+                        code=code,
+                        device=holder,
+                        caller_channel=channel,
+                        caller_role=role,
+                        grant_expire_us=int(to_epoch_us(self.clock.now() + ACCOUNT_HOLD) or 0),
+                        handshake_id=hid,
+                    )
+                    self.store.put_outcome(scope, request_id, 0, handshake_id=hid, **record)
+                self.handshakes.prepare(hid, row)  # ends COMMITTING (commit_at_once)
+                self.handshakes.commit(hid)
+        except DeviceError as err:
+            if err.final:
+                self.store.put_outcome(
+                    scope, request_id, 0, reason=err.reason, message=err.message, **record
+                )
+            raise
+        added = self.store.subscription(account_id, code)
+        assert added is not None
+        return added
+
+    def remove(self, account_id: str, code: str) -> None:
+        """Takes ``code`` off the account; a per-user code's account slot is freed (D11)."""
+        with self.store.write() as db:
+            if self.store.subscription(account_id, code) is None:
+                raise DeviceError.not_found(
+                    "SUBSCRIPTION_NOT_FOUND", "the code is not on the account", code=code
+                )
+            db.execute(
+                "DELETE FROM subscriptions WHERE account_id = ? AND code = ?", (account_id, code)
+            )
+            # The account's own slot (a per-user code); devices keep the codes they hold.
+            self.store.set_slot_state(
+                "device_id = ? AND code = ?", (account_id, code), st.RELEASED, self.now_us()
+            )
+
+    def code_for(self, device: Row) -> lpb.Code | None:
+        """The per-user code a device without a code of its own uses, if any fits it."""
+        if device["current_code"]:
+            return None
+        codes = self.store.account_codes(device["account_id"])
+        if not codes:
+            return None
+        for code in self.license.batch_get_codes(codes):
+            if self.fits(code, device):
+                return code
+        return None
+
+    def fits(self, code: lpb.Code, device: Row) -> bool:
+        """Region and app version of the device against the code's product (D5)."""
+        product = self.license.get_product(code.terms.product_id)
+        return released_in(product.released_regions, device["region"]) and version_in_range(
+            device["app_version"], product.min_app_version, product.max_app_version
+        )
