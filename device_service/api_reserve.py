@@ -9,7 +9,6 @@ from keyslot.license.v1 import license_service_pb2 as lpb
 
 from device_service import convert, rules
 from device_service import reserve as rsv
-from device_service import store as st
 from device_service.api_base import ApiBase
 from device_service.errors import DeviceError
 
@@ -128,15 +127,7 @@ class ReserveApi(ApiBase):
         after = self.store.device(device_id)
         assert after is not None
         if row is None or row["state"] != rsv.ACTIVATED:
-            now = self.now_us()
-            with self.store.write() as db:
-                self.store.set_slot_state(
-                    "device_id = ? AND code = ? AND state = 'ACTIVE'",
-                    (device_id, device["current_code"]),
-                    st.RELEASED,
-                    now,
-                )
-                db["devices"].update(device_id, {"current_code": "", "update_us": now})
+            self.store.remove_current_code(device_id, self.now_us())
         after = self.store.device(device_id)
         assert after is not None
         return pb.RemoveLicenseKeyResponse(

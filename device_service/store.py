@@ -472,6 +472,25 @@ class DeviceStore(Database):
             self.check_ins.keep(device_id, view, generation)
         return view
 
+    def remove_current_code(self, device_id: str, now_us: int) -> None:
+        """The device's current code goes and its ACTIVE slot with it, in one write.
+
+        Read inside the write: a completion or take-over that committed another
+        code since the caller looked is the one removed, never left holding a
+        slot behind an empty current code (D3).
+        """
+        with self.write() as db:
+            device = self.device(device_id)
+            if device is None or not device["current_code"]:
+                return
+            self.set_slot_state(
+                "device_id = ? AND code = ? AND state = 'ACTIVE'",
+                (device_id, device["current_code"]),
+                RELEASED,
+                now_us,
+            )
+            db["devices"].update(device_id, {"current_code": "", "update_us": now_us})
+
     def holds(self, holder_id: str, code: str) -> bool:
         """Whether a device (or an account, D11) holds or is receiving a slot of ``code``."""
         return (
