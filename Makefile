@@ -15,7 +15,7 @@ all: lint test
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip==25.3
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[server,dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -33,6 +33,7 @@ lint: $(STAMP)
 	@if [ -f protos/baseline.binpb ]; then \
 		cd protos && ../$(BIN)/buf breaking --against baseline.binpb; fi
 	$(BIN)/python -m keyslot.tools.check_stubs
+	$(BIN)/lint-imports
 	$(BIN)/mypy clients/keyslot/client.py clients/keyslot/errors.py clients/keyslot/cli.py
 
 test: $(STAMP)
@@ -45,7 +46,7 @@ chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos --rounds $(ROUNDS) --seed $(SEED)
 
 run: $(STAMP)
-	$(BIN)/python -m keyslot.tools.devrun
+	$(BIN)/python -m keyslot_server.devrun
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(if $(QUICK),--quick,)

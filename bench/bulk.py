@@ -206,7 +206,7 @@ def give_tokens(conn: sqlite3.Connection, device_id: str, indices: Iterable[int]
     token each (stored by hash, as the service stores them) and an unset
     last check-in, so their first check-in writes as a real device's would.
     """
-    from keyslot.runtime.auth import hash_token, new_token
+    from keyslot_server.auth import hash_token, new_token
 
     rewrite = Rewrite.of(device_id)
     tokens, params, clears = [], [], []

@@ -32,7 +32,8 @@ def _checkin_reply() -> Any:
 
     from keyslot.device.v1 import device_service_pb2 as dpb
     from keyslot.license.v1 import license_service_pb2 as lpb
-    from keyslot.runtime.timeconv import to_duration, to_timestamp
+
+    from keyslot_server.timeconv import to_duration, to_timestamp
 
     now = datetime.now(UTC)
     code = lpb.Code(
@@ -71,8 +72,9 @@ def serve_keyslot(args: argparse.Namespace) -> int:
     """The framework floor: the services' own server (interceptor, auth, health,
     reflection) and protobuf CheckIn messages, with a handler that does nothing."""
     from keyslot.device.v1 import device_service_pb2 as dpb
-    from keyslot.runtime import auth
-    from keyslot.runtime.server import create_server
+
+    from keyslot_server import auth
+    from keyslot_server.server import create_server
 
     reply = _checkin_reply()
     handler = grpc.method_handlers_generic_handler(
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.keyslot:
         return serve_keyslot(args)
-    # Mirrors keyslot.runtime.server.create_server minus the interceptor.
+    # Mirrors keyslot_server.server.create_server minus the interceptor.
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="rpc"),
         options=[("grpc.so_reuseport", 0)],

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from keyslot.errors import from_rpc_error
 
 # ---------------------------------------------------------------- results
 
@@ -77,23 +78,10 @@ class LoadResult:
 
 def error_key(err: grpc.RpcError) -> str:
     """CODE/REASON of a failed call (the ErrorInfo reason when there is one)."""
-    code = err.code().name if hasattr(err, "code") else "?"  # type: ignore[attr-defined]
-    reason = ""
-    try:
-        from google.rpc import error_details_pb2
-        from grpc_status import rpc_status
-
-        status = rpc_status.from_call(err)  # type: ignore[arg-type]
-        for detail in status.details if status else ():
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
-                reason = info.reason
-    except Exception:  # noqa: BLE001 - a key for counting, never fatal
-        pass
+    error = from_rpc_error(err)
+    code, reason = error.code.name, error.reason
     if not reason:
-        details = (err.details() or "") if hasattr(err, "details") else ""  # type: ignore[attr-defined]
-        reason = details[:80]
+        reason = error.message[:80]
     return f"{code}/{reason}" if reason else code
 
 

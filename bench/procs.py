@@ -64,8 +64,10 @@ class Servers:
         env.update(
             {
                 "KEYSLOT_TOKENS_FILE": str(self.tokens_file),
-                "KEYSLOT_LOG_CALLS": "0",
-                "KEYSLOT_WORKERS": str(workers),
+                "KEYSLOT_LICENSE_LOG_CALLS": "0",
+                "KEYSLOT_DEVICE_LOG_CALLS": "0",
+                "KEYSLOT_LICENSE_WORKERS": str(workers),
+                "KEYSLOT_DEVICE_WORKERS": str(workers),
                 "PYTHONUNBUFFERED": "1",
             }
         )

@@ -62,7 +62,7 @@ Produced by `make bench` (`python -m bench`; `make bench QUICK=1` for the short
 run). Everything below ran in one run on one machine: a bare grpcio echo
 server (the ceiling: same ThreadPoolExecutor size and server options as the
 services, no interceptor, no auth, no database) and both services as real
-processes (`KEYSLOT_LOG_CALLS=0`), driven by the same load generator:
+processes (`--log-calls 0`), driven by the same load generator:
 {plan.processes} spawned client processes x {plan.threads} threads, each process with
 its own channel, closed loop, {plan.warmup:g} s warm-up excluded, {plan.duration:g} s
 measured per scenario. Data for scenarios 2-5 was set up through the real
@@ -95,7 +95,7 @@ def summarize_errors(errors: Counter[str], limit: int = 3) -> str:
 
 class Bench:
     def __init__(self, plan: Plan, workdir: Path, only: frozenset[str] = frozenset()) -> None:
-        from license_service.server import Settings
+        from license_service.settings import Settings
 
         self.plan = plan
         self.only = only  # scenario names to run (empty: all)

@@ -14,11 +14,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from keyslot.runtime.auth import hash_token
-
 from bench import bulk
 from bench.fixtures import PRODUCT, Unavailable
 from bench.report import MISS, NA, PASS, Row
+from keyslot_server.auth import hash_token
 
 if TYPE_CHECKING:
     from bench.run import Bench

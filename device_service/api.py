@@ -7,10 +7,7 @@ mixin and registers its handshake purpose in ``__init__``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from keyslot.device.v1 import device_service_pb2_grpc as pb_grpc
-from keyslot.runtime.clock import Clock
 
 from device_service.api_accounts import AccountsApi
 from device_service.api_activation import ActivationApi, activate_hooks
@@ -19,13 +16,12 @@ from device_service.api_devices import DevicesApi
 from device_service.api_reserve import ReserveApi
 from device_service.connection_limits import ConnectionLimits
 from device_service.handshake import Handshakes
-from device_service.license_client import LicensePeer
+from device_service.peer import LicensePeer
 from device_service.per_user import PerUserCodes, account_hooks
 from device_service.reserve import Reserves, reserve_hooks
+from device_service.settings import Settings
 from device_service.store import DeviceStore
-
-if TYPE_CHECKING:
-    from device_service.server import Settings
+from keyslot_server.clock import Clock
 
 
 class DeviceApi(

@@ -7,17 +7,17 @@ import math
 import secrets
 from datetime import timedelta
 
-import grpc
 from keyslot.device.v1 import device_service_pb2 as pb
 from keyslot.license.v1 import license_service_pb2 as lpb
-from keyslot.runtime.auth import new_token
-from keyslot.runtime.timeconv import to_epoch_us
 
 from device_service import convert, rules
 from device_service.api_base import ApiBase
 from device_service.errors import DeviceError
 from device_service.per_user import PerUserCodes, is_per_user
 from device_service.store import new_id
+from keyslot_server.auth import new_token
+from keyslot_server.errors import Code
+from keyslot_server.timeconv import to_epoch_us
 
 DOWNLOAD_LINK_TTL = timedelta(days=7)
 DOWNLOAD_BASE_URL = "https://download.keyslot.invalid/d/"
@@ -120,7 +120,7 @@ class AccountsApi(ApiBase):
                 raise DeviceError(
                     "SUBSCRIPTION_EXISTS",
                     "the code is already on the account",
-                    grpc.StatusCode.ALREADY_EXISTS,
+                    Code.ALREADY_EXISTS,
                     metadata={"code": code},
                 )
             db["subscriptions"].insert(
@@ -264,7 +264,7 @@ class AccountsApi(ApiBase):
             "TOO_MANY_MESSAGES",
             f"too many download links {whose} within {self.settings.download_link_window:g} s;"
             f" retry in {seconds} s",
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            Code.RESOURCE_EXHAUSTED,
             metadata={"retryAfterSeconds": str(seconds), "limitedBy": by},
             retry_delay=timedelta(seconds=seconds),
         )

@@ -6,16 +6,16 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-import grpc
 from keyslot.device.v1 import device_service_pb2 as pb
 from keyslot.license.v1 import license_service_pb2 as lpb
-from keyslot.runtime.timeconv import to_epoch_us
 
 from device_service import convert, rules
 from device_service import handshake as hs
 from device_service.api_base import ApiBase
 from device_service.errors import DeviceError
 from device_service.store import new_id
+from keyslot_server.errors import Code
+from keyslot_server.timeconv import to_epoch_us
 
 Row = dict[str, Any]
 # How long the license side holds an ACTIVATE grant; it is committed at once.
@@ -58,7 +58,7 @@ class ActivationApi(ApiBase):
                     raise DeviceError(
                         "REQUEST_ID_REUSED",
                         "the request id was used with another code",
-                        grpc.StatusCode.ALREADY_EXISTS,
+                        Code.ALREADY_EXISTS,
                         metadata={"requestId": request_id},
                     )
                 replay = self._replay_activation(rec)

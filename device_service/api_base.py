@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
-
-from keyslot.runtime.auth import Principal, current_principal
-from keyslot.runtime.clock import Clock
-from keyslot.runtime.timeconv import to_epoch_us
+from typing import Any
 
 from device_service import rules
 from device_service.check_in_cache import CheckInView
 from device_service.errors import DeviceError
 from device_service.handshake import Handshakes
-from device_service.license_client import LicensePeer
+from device_service.peer import LicensePeer
+from device_service.settings import Settings
 from device_service.store import DeviceStore
-
-if TYPE_CHECKING:
-    from device_service.server import Settings
+from keyslot_server.auth import Principal, current_principal
+from keyslot_server.clock import Clock
+from keyslot_server.timeconv import to_epoch_us
 
 Row = dict[str, Any]
 

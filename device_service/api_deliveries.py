@@ -10,7 +10,6 @@ from typing import Any
 
 from keyslot.device.v1 import device_service_pb2 as pb
 from keyslot.license.v1 import license_service_pb2 as lpb
-from keyslot.runtime.timeconv import to_epoch_us
 
 from device_service import convert, rules
 from device_service import handshake as hs
@@ -19,6 +18,8 @@ from device_service.errors import DeviceError
 from device_service.faults import pause_point
 from device_service.per_user import PerUserCodes
 from device_service.store import new_id
+from keyslot_server.errors import Code
+from keyslot_server.timeconv import to_epoch_us
 
 Row = dict[str, Any]
 MAX_TARGETS = 100
@@ -340,6 +341,5 @@ def _refuse_unless_pending(delivery: Row) -> None:
 
 
 def _already_exists():  # type: ignore[no-untyped-def]
-    import grpc
 
-    return grpc.StatusCode.ALREADY_EXISTS
+    return Code.ALREADY_EXISTS

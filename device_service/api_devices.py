@@ -5,9 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from keyslot.device.v1 import device_service_pb2 as pb
-from keyslot.runtime import auth
-from keyslot.runtime.auth import hash_token, new_token
-from keyslot.runtime.timeconv import timestamp_from_epoch_us, to_epoch_us, to_timestamp
 
 from device_service import convert, rules
 from device_service import store as st
@@ -18,6 +15,9 @@ from device_service.connection_limits import ConnectionLimits
 from device_service.errors import DeviceError
 from device_service.per_user import PerUserCodes
 from device_service.reserve import Reserves
+from keyslot_server import auth
+from keyslot_server.auth import hash_token, new_token
+from keyslot_server.timeconv import timestamp_from_epoch_us, to_epoch_us, to_timestamp
 
 UPDATABLE = ("app_version", "region", "display_name")
 # last_check_in_time moves when it is this much older than a check-in (proto doc).
@@ -80,7 +80,7 @@ class DevicesApi(ApiBase):
             except DeviceError as err:
                 violations.append((name, err.violations[0].description))
         if violations:
-            from keyslot.runtime.errors import FieldViolation
+            from keyslot_server.errors import FieldViolation
 
             raise DeviceError.invalid_many([FieldViolation(f, d) for f, d in violations])
         # S3: the code is the only identity here; unknown ones count per address and overall.

@@ -27,8 +27,9 @@ from collections.abc import Callable, Iterator
 
 import grpc
 from keyslot.license.v1 import license_service_pb2 as lpb
-from keyslot.runtime.clock import Clock
-from keyslot.runtime.timeconv import to_epoch_us
+
+from keyslot_server.clock import Clock
+from keyslot_server.timeconv import to_epoch_us
 
 log = logging.getLogger("keyslot.device.cache")
 

@@ -6,25 +6,21 @@ address (an IPv6 client by its /64) and, so that many addresses together gain
 nothing either, against one budget for everyone. Past either budget every
 attempt is refused TOO_MANY_FAILED_LOOKUPS, a right code included: answering
 right codes while refusing wrong ones would still tell a guesser which is
-which. The counts are rows of the shared failure budget (keyslot.runtime.budget)
+which. The counts are rows of the shared failure budget (keyslot_server.budget)
 in the device service's database, so a restart forgives nothing.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING
-
-from keyslot.runtime.auth import hash_token
-from keyslot.runtime.budget import FailureBudget, client_address
-from keyslot.runtime.clock import Clock
-from keyslot.runtime.retention import Prune
 
 from device_service.errors import DeviceError
+from device_service.settings import Settings
 from device_service.store import DeviceStore
-
-if TYPE_CHECKING:
-    from device_service.server import Settings
+from keyslot_server.auth import hash_token
+from keyslot_server.budget import FailureBudget, client_address
+from keyslot_server.clock import Clock
+from keyslot_server.retention import Prune
 
 EVERYONE = "everyone"
 

@@ -6,7 +6,8 @@ from typing import Any
 
 from keyslot.device.v1 import device_service_pb2 as pb
 from keyslot.license.v1 import license_service_pb2 as lpb
-from keyslot.runtime.timeconv import timestamp_from_epoch_us
+
+from keyslot_server.timeconv import timestamp_from_epoch_us
 
 Row = dict[str, Any]
 

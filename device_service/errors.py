@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import grpc
 from keyslot.device.v1 import device_service_pb2 as pb
-from keyslot.runtime.errors import ServiceError, reasons_of
+
+from keyslot_server.errors import Code, ServiceError, reasons_of
 
 DOMAIN = "device.keyslot"
 
@@ -27,4 +27,4 @@ class DeviceError(ServiceError):
     def final(self) -> bool:
         """The request's answer, recorded for its request id (H1): neither transient nor
         a rate limit (S3), after which the same request may pass once the window moved."""
-        return not self.transient and self.code != grpc.StatusCode.RESOURCE_EXHAUSTED
+        return not self.transient and self.code != Code.RESOURCE_EXHAUSTED

@@ -51,16 +51,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 import sqlite_utils
 from keyslot.license.v1 import license_service_pb2 as lpb
-from keyslot.runtime.clock import Clock
-from keyslot.runtime.timeconv import from_epoch_us, to_epoch_us, to_timestamp
 
 from device_service import store as st
 from device_service.errors import DeviceError
 from device_service.faults import crash_point, pause_point
-from device_service.license_client import LicensePeer
+from device_service.peer import LicensePeer
+from keyslot_server.clock import Clock
+from keyslot_server.errors import Code
+from keyslot_server.timeconv import from_epoch_us, to_epoch_us, to_timestamp
 
 log = logging.getLogger("keyslot.device.handshake")
 
@@ -146,7 +146,7 @@ class Handshakes:
                     raise DeviceError(
                         "LICENSE_SERVICE_UNAVAILABLE",
                         "the handshake is busy; retry",
-                        grpc.StatusCode.UNAVAILABLE,
+                        Code.UNAVAILABLE,
                     )
                 self._cond.wait(left)
             self._busy.add(handshake_id)
@@ -615,5 +615,5 @@ def _busy_error() -> DeviceError:
     return DeviceError(
         "LICENSE_SERVICE_UNAVAILABLE",
         "the handshake was changed meanwhile; retry",
-        grpc.StatusCode.UNAVAILABLE,
+        Code.UNAVAILABLE,
     )

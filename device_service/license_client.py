@@ -1,4 +1,4 @@
-"""The device service's calls to the license service.
+"""The device service's calls to the license service over gRPC (``peer.LicensePeer``).
 
 Every call carries the peer token and a deadline. A refusal of the license
 service is relayed as a DeviceError with the same reason (so a blocked code
@@ -8,18 +8,19 @@ LICENSE_SERVICE_UNAVAILABLE.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
+from keyslot.errors import from_rpc_error
 from keyslot.license.v1 import license_service_pb2 as lpb
 from keyslot.license.v1 import license_service_pb2_grpc as lpb_grpc
-from keyslot.runtime.clock import Clock, SystemClock
-from keyslot.runtime.errors import FieldViolation
 
+from device_service import peer
 from device_service.code_cache import CodeCache
 from device_service.errors import DeviceError
+from keyslot_server.clock import Clock, SystemClock
+from keyslot_server.errors import Code
 
 BATCH_LIMIT = 1000  # codes per BatchGetCodes call (the contract's limit)
 
@@ -34,8 +35,8 @@ CALL_CHANNEL_OPTIONS = [
 ]
 
 
-class LicensePeer:
-    """A channel to the license service, authenticated as the peer."""
+class GrpcLicensePeer:
+    """The LicensePeer (device_service.peer) over a channel, authenticated as the peer."""
 
     def __init__(
         self,
@@ -146,52 +147,16 @@ class LicensePeer:
 
 
 def relay(err: grpc.RpcError) -> DeviceError:
-    """A license-side error as the DeviceError a device-service caller sees."""
+    """A license-side error as the DeviceError a device-service caller sees (see peer)."""
     code = err.code()  # type: ignore[attr-defined]
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        return DeviceError(
-            "LICENSE_SERVICE_UNAVAILABLE",
-            "the license service did not answer in time; retry",
-            grpc.StatusCode.UNAVAILABLE,
-        )
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
-    reason, metadata, violations = "", {}, []
-    retry_delay = None
-    if status is not None:
-        for detail in status.details:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
-                reason, metadata = info.reason, dict(info.metadata)
-            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad = error_details_pb2.BadRequest()
-                detail.Unpack(bad)
-                violations = [FieldViolation(v.field, v.description) for v in bad.field_violations]
-            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-                retry = error_details_pb2.RetryInfo()
-                detail.Unpack(retry)
-                retry_delay = retry.retry_delay.ToTimedelta()  # S3: relayed with the refusal
-    relayed = _relay_known(err, code, reason, metadata, violations)
-    relayed.retry_delay = retry_delay if relayed.reason == reason else None
-    # The raw license reason stays readable for the handshake (GRANT_COMMITTED,
-    # GRANT_NOT_FOUND, ...), even when it is not one a device caller sees.
-    relayed.license_reason = reason  # type: ignore[attr-defined]
-    return relayed
-
-
-def _relay_known(err, code, reason, metadata, violations) -> DeviceError:  # type: ignore[no-untyped-def]
-    if reason in DeviceError.REASONS and reason not in (
-        "INTERNAL",
-        "UNAUTHENTICATED",
-        "PERMISSION_DENIED",
-    ):
-        return DeviceError(
-            reason,
-            err.details() or reason,  # type: ignore[attr-defined]
-            code,
-            field=violations[0].field if violations else None,
-            metadata=metadata,
-            violations=violations,
-        )
-    # The peer's own authentication or an internal fault is ours to hide.
-    return DeviceError("INTERNAL", "internal error", grpc.StatusCode.INTERNAL)
+        return peer.unavailable()
+    seen = from_rpc_error(err)  # the rich status, decoded as every client decodes it
+    return peer.refused(
+        seen.reason,
+        seen.message,
+        Code[seen.code.name],
+        metadata=seen.metadata,
+        violations=seen.field_violations,
+        retry_delay=None if seen.retry_delay is None else timedelta(seconds=seen.retry_delay),
+    )

@@ -19,16 +19,16 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-import grpc
 from keyslot.license.v1 import license_service_pb2 as lpb
-from keyslot.runtime.clock import Clock
-from keyslot.runtime.compat import released_in, version_in_range
-from keyslot.runtime.timeconv import to_epoch_us
 
 from device_service import handshake as hs
 from device_service import store as st
 from device_service.errors import DeviceError
-from device_service.license_client import LicensePeer
+from device_service.peer import LicensePeer
+from keyslot_server.clock import Clock
+from keyslot_server.compat import released_in, version_in_range
+from keyslot_server.errors import Code
+from keyslot_server.timeconv import to_epoch_us
 
 Row = dict[str, Any]
 # How long the license side holds an ACCOUNT grant; it is committed at once.
@@ -77,7 +77,7 @@ def _exists(code: str) -> DeviceError:
     return DeviceError(
         "SUBSCRIPTION_EXISTS",
         "the code is already on the account",
-        grpc.StatusCode.ALREADY_EXISTS,
+        Code.ALREADY_EXISTS,
         metadata={"code": code},
     )
 
@@ -126,7 +126,7 @@ class PerUserCodes:
             raise DeviceError(
                 "REQUEST_ID_REUSED",
                 "the request id was used with another code",
-                grpc.StatusCode.ALREADY_EXISTS,
+                Code.ALREADY_EXISTS,
                 metadata={"requestId": request_id},
             )
         if recorded["reason"]:

@@ -25,17 +25,17 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-import grpc
 from keyslot.license.v1 import license_service_pb2 as lpb
-from keyslot.runtime.clock import Clock
-from keyslot.runtime.timeconv import from_timestamp, to_epoch_us
 
 from device_service import handshake as hs
 from device_service import rules
 from device_service import store as st
 from device_service.errors import DeviceError
 from device_service.faults import pause_point
-from device_service.license_client import LicensePeer
+from device_service.peer import LicensePeer
+from keyslot_server.clock import Clock
+from keyslot_server.errors import Code
+from keyslot_server.timeconv import from_timestamp, to_epoch_us
 
 log = logging.getLogger("keyslot.device.reserve")
 
@@ -244,12 +244,12 @@ class Reserves:
             raise DeviceError(
                 "REQUEST_ID_REUSED",
                 "the request id was used with another code",
-                grpc.StatusCode.ALREADY_EXISTS,
+                Code.ALREADY_EXISTS,
                 metadata={"requestId": request_id},
             )
         if rec["reason"]:
             meta = json.loads(rec["metadata_json"] or "{}")
-            status = grpc.StatusCode[meta.pop("status", "FAILED_PRECONDITION")]
+            status = Code[meta.pop("status", "FAILED_PRECONDITION")]
             raise DeviceError(rec["reason"], rec["message"] or rec["reason"], status, metadata=meta)
         hid = rec["handshake_id"]
         with self.handshakes.owned(hid):
@@ -391,7 +391,7 @@ class Reserves:
             raise DeviceError(
                 "LICENSE_SERVICE_UNAVAILABLE",
                 "the reserve's grant is being settled; retry",
-                grpc.StatusCode.UNAVAILABLE,
+                Code.UNAVAILABLE,
             )
         if row["step"] == hs.ABORTED:
             hid = self._prepare_again(reserve, device)

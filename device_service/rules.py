@@ -8,9 +8,8 @@ from __future__ import annotations
 import re
 import secrets
 
-from keyslot.runtime.auth import Principal
-
 from device_service.errors import DeviceError
+from keyslot_server.auth import Principal
 
 # --- activation codes (formatted as the license service formats them) ---------
 

@@ -14,13 +14,12 @@ import threading
 from datetime import timedelta
 from typing import Any
 
-from keyslot.runtime.auth import Principal, hash_token
-from keyslot.runtime.db import Database
-from keyslot.runtime.retention import HISTORY, Prune
-
 from device_service import rules
 from device_service.check_in_cache import WATCHED, CheckInCache, CheckInView
 from device_service.errors import DeviceError
+from keyslot_server.auth import Principal, hash_token
+from keyslot_server.db import Database
+from keyslot_server.retention import HISTORY, Prune
 
 # Slot states (D3). RELEASED slots are history and never counted.
 PENDING, ACTIVE, RELEASED = "PENDING", "ACTIVE", "RELEASED"

@@ -6,10 +6,9 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 
-from keyslot.runtime.retention import Pruner
-
 from device_service.faults import pause_point
 from device_service.handshake import Handshakes
+from keyslot_server.retention import Pruner
 
 log = logging.getLogger("keyslot.device.sweeper")
 

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import sys
 
-from keyslot.runtime.files import private_umask
-from keyslot.runtime.server import serve_forever, setup_logging
-from keyslot.runtime.settings import describe
-
-from license_service.server import Settings, build
+from keyslot_server.files import private_umask
+from keyslot_server.server import serve_forever, setup_logging
+from keyslot_server.settings import describe, from_args
+from license_service.server import build
+from license_service.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:
     # Before any file exists: SQLite's -wal/-shm come later and must be 0600 too.
     private_umask()
     setup_logging("license")
-    settings = Settings.from_args(argv)
+    settings = from_args(Settings, argv)
     print("license service settings:\n" + describe(settings), flush=True)
     running = build(settings)
     return serve_forever(running, settings.grace, "license service")

@@ -15,16 +15,16 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-import grpc
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 from keyslot.license.v1 import license_service_pb2 as pb
 from keyslot.license.v1 import license_service_pb2_grpc as pb_grpc
-from keyslot.runtime.auth import Principal, current_principal
-from keyslot.runtime.budget import FailureBudget
-from keyslot.runtime.clock import Clock
-from keyslot.runtime.timeconv import to_duration, to_epoch_us, to_timestamp
 
+from keyslot_server.auth import Principal, current_principal
+from keyslot_server.budget import FailureBudget
+from keyslot_server.clock import Clock
+from keyslot_server.errors import Code
+from keyslot_server.timeconv import to_duration, to_epoch_us, to_timestamp
 from license_service import grants as g
 from license_service import routing, terms
 from license_service import validation as val
@@ -72,14 +72,12 @@ def fingerprint(request: Message, *ignored: str) -> str:
 class LicenseApi(pb_grpc.LicenseServiceServicer):
     """The gRPC face of the license service."""
 
-    def __init__(
-        self, store: LicenseStore, clock: Clock, lookups: FailureBudget | None = None
-    ) -> None:
+    def __init__(self, store: LicenseStore, clock: Clock, lookups: FailureBudget) -> None:
         self.store = store
         self.clock = clock
         self.ops = LicenseOps(store)
         # S3: failed code look-ups per caller, in the database (a restart forgives nothing).
-        self.lookups = lookups or FailureBudget(store, 20, timedelta(minutes=1))
+        self.lookups = lookups
 
     # --- callers ---
 
@@ -160,7 +158,7 @@ class LicenseApi(pb_grpc.LicenseServiceServicer):
                     raise LicenseError(
                         "REQUEST_ID_REUSED",
                         "this request id was used with other parameters",
-                        grpc.StatusCode.ALREADY_EXISTS,
+                        Code.ALREADY_EXISTS,
                         metadata={"requestId": request_id},
                     )
                 if seen["status"] is not None:
@@ -170,8 +168,8 @@ class LicenseApi(pb_grpc.LicenseServiceServicer):
                 response = work()
             except LicenseError as err:
                 if err.code in (
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    Code.INVALID_ARGUMENT,
+                    Code.RESOURCE_EXHAUSTED,
                 ):
                     raise  # not an answer about the request's subject: nothing to replay
                 self.store.save_request(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import grpc
 from google.rpc import error_details_pb2, status_pb2
 from keyslot.license.v1 import license_service_pb2 as pb
-from keyslot.runtime.errors import ServiceError, reasons_of
+
+from keyslot_server.errors import Code, ServiceError, reasons_of
 
 DOMAIN = "license.keyslot"
 
@@ -27,8 +27,8 @@ class ReplayedError(LicenseError):
                 info = error_details_pb2.ErrorInfo()
                 detail.Unpack(info)
                 reason = info.reason
-        code = next((c for c in grpc.StatusCode if c.value[0] == status.code), None)
-        super().__init__(reason, status.message, code or grpc.StatusCode.UNKNOWN)
+        code = status.code if status.code in Code._value2member_map_ else Code.UNKNOWN
+        super().__init__(reason, status.message, Code(code))
         self._status = status
 
     def to_status(self) -> status_pb2.Status:

@@ -14,8 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-import grpc
-
+from keyslot_server.errors import Code
 from license_service import grants as g
 from license_service import terms
 from license_service.codes import generate_code
@@ -29,7 +28,7 @@ log = logging.getLogger("keyslot.license")
 
 def code_not_found(code: str) -> LicenseError:
     """NOT_FOUND for a code that does not exist or is not the caller's (S2: same answer)."""
-    return LicenseError("CODE_NOT_FOUND", "no such code", grpc.StatusCode.NOT_FOUND)
+    return LicenseError("CODE_NOT_FOUND", "no such code", Code.NOT_FOUND)
 
 
 @dataclass
@@ -64,7 +63,7 @@ class LicenseOps:
             raise LicenseError(
                 "PRODUCT_EXISTS",
                 f"product {product.product_id!r} exists",
-                code=grpc.StatusCode.ALREADY_EXISTS,
+                code=Code.ALREADY_EXISTS,
                 metadata={"productId": product.product_id},
             )
         return product

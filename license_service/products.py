@@ -1,6 +1,6 @@
 """Products: regions and compatible app versions (D5 REGION_UNAVAILABLE, VERSION_INCOMPATIBLE).
 
-The comparison rules themselves are shared with the device service (keyslot.runtime.compat).
+The comparison rules themselves are shared with the device service (keyslot_server.compat).
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from keyslot.runtime.compat import compare_versions as compare_versions  # re-exported
-from keyslot.runtime.compat import released_in as compat_released_in
-from keyslot.runtime.compat import version_in_range
+from keyslot_server.compat import compare_versions as compare_versions  # re-exported
+from keyslot_server.compat import released_in as compat_released_in
+from keyslot_server.compat import version_in_range
 
 # \Z, not $: "$" also matches before a trailing newline.
 PRODUCT_ID = re.compile(r"^[a-z0-9_-]{1,64}\Z")

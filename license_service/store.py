@@ -6,10 +6,9 @@ from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from keyslot.runtime.db import Database
-from keyslot.runtime.retention import HISTORY, Prune
-from keyslot.runtime.timeconv import from_epoch_us, to_epoch_us
-
+from keyslot_server.db import Database
+from keyslot_server.retention import HISTORY, Prune
+from keyslot_server.timeconv import from_epoch_us, to_epoch_us
 from license_service.feed import CodeFeed
 from license_service.grants import GrantRecord
 from license_service.products import Product

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from keyslot.runtime.clock import Clock
-from keyslot.runtime.retention import Pruner
-
+from keyslot_server.clock import Clock
+from keyslot_server.retention import Pruner
 from license_service.ops import LicenseOps
 
 log = logging.getLogger("keyslot.license.sweeper")

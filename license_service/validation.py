@@ -11,14 +11,14 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from google.protobuf import duration_pb2, timestamp_pb2
-from keyslot.runtime.errors import FieldViolation
-from keyslot.runtime.timeconv import (
+
+from keyslot_server.errors import FieldViolation
+from keyslot_server.timeconv import (
     duration_problem,
     from_duration,
     from_timestamp,
     timestamp_problem,
 )
-
 from license_service.errors import LicenseError
 
 MAX_PAGE_SIZE = 1000

@@ -599,7 +599,9 @@ def run_round(seed: int, index: int, seconds: float, workdir: Path) -> RoundRepo
     started = time.monotonic()
     report = RoundReport(index, workdir=workdir)
     round_seed = f"{seed}:{index}"
-    services = Services(workdir, {"KEYSLOT_DELIVERY_WINDOW_HOURS": str(DELIVERY_WINDOW_HOURS)})
+    services = Services(
+        workdir, {"KEYSLOT_DEVICE_DELIVERY_WINDOW_HOURS": str(DELIVERY_WINDOW_HOURS)}
+    )
     peers: Peers | None = None
     try:
         services.start()

@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_status import rpc_status
 from keyslot.device.v1 import device_service_pb2_grpc as dpb_grpc
+from keyslot.errors import KeyslotError, from_rpc_error
 from keyslot.license.v1 import license_service_pb2_grpc as lpb_grpc
-from keyslot.runtime.clock import format_rfc3339, parse_rfc3339
-from keyslot.runtime.errors import ErrorInfoView, FieldViolation
+
+from keyslot_server.clock import format_rfc3339, parse_rfc3339
 
 ROOT = Path(__file__).resolve().parents[1]
 START = datetime.fromisoformat("2026-01-01T00:00:00+00:00")
@@ -92,29 +91,11 @@ class Caller:
         return call
 
 
-def rich_error(err: grpc.RpcError) -> ErrorInfoView:
-    """The rich status of a failed call, as clients read it (H5)."""
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
-    assert status is not None, f"no rich status on {err!r}"
-    infos, violations = [], []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            infos.append(info)
-        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            violations += [FieldViolation(v.field, v.description) for v in bad.field_violations]
-    assert len(infos) == 1, f"expected exactly one ErrorInfo, got {len(infos)}"
-    return ErrorInfoView(
-        code=err.code(),  # type: ignore[attr-defined]
-        reason=infos[0].reason,
-        domain=infos[0].domain,
-        metadata=dict(infos[0].metadata),
-        field_violations=violations,
-        message=status.message,
-    )
+def rich_error(err: grpc.RpcError) -> KeyslotError:
+    """The rich status of a failed call, as clients read it (H5): exactly one ErrorInfo."""
+    error = from_rpc_error(err)
+    assert error.error_infos == 1, f"expected exactly one ErrorInfo, got {error.error_infos}"
+    return error
 
 
 @dataclass
@@ -220,8 +201,10 @@ class Services:
             {
                 "KEYSLOT_TOKENS_FILE": str(self.tokens_file),
                 "KEYSLOT_TEST_CLOCK_FILE": str(self.clock.path),
-                "KEYSLOT_SWEEP_INTERVAL": "0.2",
-                "KEYSLOT_GRACE": "3",
+                "KEYSLOT_LICENSE_SWEEP_INTERVAL": "0.2",
+                "KEYSLOT_DEVICE_SWEEP_INTERVAL": "0.2",
+                "KEYSLOT_LICENSE_GRACE": "3",
+                "KEYSLOT_DEVICE_GRACE": "3",
                 "PYTHONUNBUFFERED": "1",
             }
         )

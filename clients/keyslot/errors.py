@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import ClassVar
 
@@ -26,6 +25,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from keyslot.device.v1 import device_service_pb2 as _dpb
+from keyslot.fields import FieldViolation
 from keyslot.license.v1 import license_service_pb2 as _lpb
 
 __all__ = [
@@ -38,14 +38,6 @@ __all__ = [
     "reason_class",
     "all_reasons",
 ]
-
-
-@dataclass(frozen=True)
-class FieldViolation:
-    """One bad field of a request (from google.rpc.BadRequest)."""
-
-    field: str
-    description: str
 
 
 class KeyslotError(Exception):
@@ -78,6 +70,8 @@ class KeyslotError(Exception):
         self.message = message
         #: Seconds to wait before retrying, from google.rpc.RetryInfo (S3), if sent.
         self.retry_delay: float | None = None
+        #: How many google.rpc.ErrorInfo details came (keyslot sends exactly one, H5).
+        self.error_infos = 0
 
     def __str__(self) -> str:
         head = f"{self.code.name}"
@@ -538,6 +532,7 @@ def from_rpc_error(err: grpc.RpcError) -> KeyslotError:
     reason, domain, metadata = "", "", {}
     violations: list[FieldViolation] = []
     retry_delay: float | None = None
+    infos = 0
     message = details
     try:
         status = rpc_status.from_call(err)
@@ -549,6 +544,7 @@ def from_rpc_error(err: grpc.RpcError) -> KeyslotError:
             if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
                 info = error_details_pb2.ErrorInfo()
                 detail.Unpack(info)
+                infos += 1
                 if not reason:  # keyslot sends exactly one; the first wins
                     reason, domain, metadata = info.reason, info.domain, dict(info.metadata)
             elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
@@ -562,5 +558,6 @@ def from_rpc_error(err: grpc.RpcError) -> KeyslotError:
     cls = reason_class(reason, code) if reason else STATUS_CLASSES.get(code, Internal)
     error = cls(code, reason, domain, metadata, violations, _WS.sub(" ", message).strip())
     error.retry_delay = retry_delay
+    error.error_infos = infos
     error.__cause__ = err
     return error

@@ -10,8 +10,8 @@ from datetime import timedelta
 
 import grpc
 from keyslot.device.v1 import device_service_pb2 as dpb
-from keyslot.runtime.timeconv import to_timestamp
 
+from keyslot_server.timeconv import to_timestamp
 from tests.e2e.device_support import (
     activate,
     connect,

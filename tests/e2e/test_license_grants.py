@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import grpc
 from keyslot.license.v1 import license_service_pb2 as lpb
-from keyslot.runtime.timeconv import from_timestamp, to_timestamp
 
+from keyslot_server.timeconv import from_timestamp, to_timestamp
 from tests.e2e.test_license_codes import error_of, get, issue, new_product
 from tests.harness import Services, rich_error, wait_for
 

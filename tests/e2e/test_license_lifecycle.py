@@ -9,8 +9,8 @@ import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from keyslot.license.v1 import license_service_pb2 as lpb
-from keyslot.runtime.timeconv import from_timestamp
 
+from keyslot_server.timeconv import from_timestamp
 from tests.e2e.test_license_codes import error_of, get, issue
 from tests.e2e.test_license_grants import activated
 from tests.harness import Services, rich_error, wait_for

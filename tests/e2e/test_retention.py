@@ -18,9 +18,9 @@ import grpc
 import pytest
 from keyslot.device.v1 import device_service_pb2 as dpb
 from keyslot.license.v1 import license_service_pb2 as lpb
-from keyslot.runtime.retention import DEFAULT_RETENTION_HOURS, HISTORY
-from keyslot.runtime.timeconv import from_timestamp
 
+from keyslot_server.retention import DEFAULT_RETENTION_HOURS, HISTORY
+from keyslot_server.timeconv import from_timestamp
 from tests.e2e.device_support import (
     Account,
     activate,

@@ -29,7 +29,7 @@ from device_service.rules import new_connection_code
 from tests.e2e.device_support import Account, activate, connect, issue, new_account
 from tests.harness import Services, rich_error, wait_for
 
-BUDGET = 20  # the default: 20 failed look-ups per 60 s (KEYSLOT_LOOKUP_BUDGET / _WINDOW)
+BUDGET = 20  # the default: 20 failed look-ups per 60 s (KEYSLOT_LICENSE_LOOKUP_BUDGET / _WINDOW)
 WINDOW = timedelta(seconds=60)
 CONNECT_BUDGET = 20  # unknown connection codes per address per 600 s (D1's code lifetime)
 CONNECT_WINDOW = timedelta(seconds=600)
@@ -344,8 +344,8 @@ def test_s3_connect_device_has_one_global_budget(tmp_path: Path) -> None:
     svc = Services(
         tmp_path / "svc",
         extra_env={
-            "KEYSLOT_CONNECTION_CODE_BUDGET": "100",
-            "KEYSLOT_CONNECTION_CODE_GLOBAL_BUDGET": "5",
+            "KEYSLOT_DEVICE_CONNECTION_CODE_BUDGET": "100",
+            "KEYSLOT_DEVICE_CONNECTION_CODE_GLOBAL_BUDGET": "5",
         },
     )
     try:

@@ -27,8 +27,8 @@ from keyslot.device.v1 import device_service_pb2 as dpb
 from keyslot.device.v1 import device_service_pb2_grpc as dpb_grpc
 from keyslot.license.v1 import license_service_pb2 as lpb
 from keyslot.license.v1 import license_service_pb2_grpc as lpb_grpc
-from keyslot.runtime.timeconv import to_timestamp
 
+from keyslot_server.timeconv import to_timestamp
 from tests.e2e.device_support import (
     Account,
     activate,

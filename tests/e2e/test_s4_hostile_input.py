@@ -30,13 +30,13 @@ from keyslot.device.v1 import device_service_pb2 as dpb
 from keyslot.device.v1 import device_service_pb2_grpc as dpb_grpc
 from keyslot.license.v1 import license_service_pb2 as lpb
 from keyslot.license.v1 import license_service_pb2_grpc as lpb_grpc
-from keyslot.runtime.timeconv import (
+
+from keyslot_server.timeconv import (
     MAX_TIMESTAMP_SECONDS,
     MIN_TIMESTAMP_SECONDS,
     from_timestamp,
     to_timestamp,
 )
-
 from tests import harness
 from tests.e2e.device_support import (
     Account,
@@ -58,7 +58,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     """A private pair: its clock never moves (no sweeper writes) and S3 is off, so
     random codes reach the checks behind the failed look-up budget."""
     svc = Services(
-        Path(tmp_path_factory.mktemp("hostile")), extra_env={"KEYSLOT_LOOKUP_BUDGET": "0"}
+        Path(tmp_path_factory.mktemp("hostile")), extra_env={"KEYSLOT_LICENSE_LOOKUP_BUDGET": "0"}
     )
     try:
         yield svc.start()

@@ -19,8 +19,8 @@ import pytest
 from google.protobuf import duration_pb2
 from keyslot.device.v1 import device_service_pb2 as dpb
 from keyslot.license.v1 import license_service_pb2 as lpb
-from keyslot.runtime.timeconv import from_timestamp
 
+from keyslot_server.timeconv import from_timestamp
 from tests.e2e.device_support import activate, connect, issue, new_account, product
 from tests.harness import Services, rich_error, wait_for
 

@@ -10,10 +10,10 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 from keyslot.license.v1 import license_service_pb2 as lpb
-from keyslot.runtime.clock import FixedClock
-from keyslot.runtime.timeconv import to_epoch_us, to_timestamp
 
 from device_service.code_cache import CodeCache, valid_until_us
+from keyslot_server.clock import FixedClock
+from keyslot_server.timeconv import to_epoch_us, to_timestamp
 from license_service.feed import CodeFeed
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

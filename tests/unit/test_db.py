@@ -1,4 +1,4 @@
-"""keyslot.runtime.db: after-commit callbacks and group commit."""
+"""keyslot_server.db: after-commit callbacks and group commit."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import threading
 from pathlib import Path
 
 import pytest
-from keyslot.runtime.db import Database
 from sqlite_utils.db import NotFoundError
 
+from keyslot_server.db import Database
 from tests.harness import wait_for
 
 

@@ -1,4 +1,4 @@
-"""S3: the failure budget both services count guesses with (keyslot.runtime.budget)."""
+"""S3: the failure budget both services count guesses with (keyslot_server.budget)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from keyslot.runtime.budget import FailureBudget, client_address
-from keyslot.runtime.db import Database
-from keyslot.runtime.retention import Pruner
+
+from keyslot_server.budget import FailureBudget, client_address
+from keyslot_server.db import Database
+from keyslot_server.retention import Pruner
 
 T = datetime(2026, 1, 1, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

@@ -1,7 +1,7 @@
 """S6: databases, tokens and keys are their owner's only (0600 files, 0700 directories).
 
 Each test runs under umask 0o022 (files 0644 by default), so a mode of 0600
-or 0700 comes from keyslot.runtime.files, not from the caller's umask.
+or 0700 comes from keyslot_server.files, not from the caller's umask.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from keyslot.runtime.db import Database
-from keyslot.runtime.files import private_dir, private_file, private_umask, write_private
-from keyslot.tools import devrun
+
+from keyslot_server import devrun
+from keyslot_server.db import Database
+from keyslot_server.files import private_dir, private_file, private_umask, write_private
 
 
 def mode(path: Path) -> int:

@@ -6,13 +6,13 @@ from typing import Any
 
 from keyslot.license.v1 import license_service_pb2 as lpb
 
-from device_service.license_client import BATCH_LIMIT, LicensePeer
+from device_service.license_client import BATCH_LIMIT, GrpcLicensePeer
 
 
 def test_d9_a_long_code_list_is_read_in_calls_the_license_service_accepts() -> None:
     # An address nothing listens on: the channel connects only when used,
     # and the call is replaced below, so no request leaves the process.
-    peer = LicensePeer("127.0.0.1:9", "token", deadline=1.0, cache_size=0)
+    peer = GrpcLicensePeer("127.0.0.1:9", "token", deadline=1.0, cache_size=0)
     sent: list[int] = []
 
     def call(method: str, request: Any) -> Any:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-import grpc
 import pytest
-from keyslot.runtime.clock import FixedClock
 
+from keyslot_server.clock import FixedClock
+from keyslot_server.errors import Code
 from license_service import terms
 from license_service.entitlements import FULL, LAPSED_UPDATES_ONLY, NOTHING, entitlements_for
 from license_service.errors import LicenseError
@@ -50,7 +50,7 @@ def active(**kw) -> CodeRecord:
 def reason_of(fn, *args) -> str:
     with pytest.raises(LicenseError) as err:
         fn(*args)
-    assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert err.value.code == Code.FAILED_PRECONDITION
     return err.value.reason
 
 

@@ -6,13 +6,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from keyslot.runtime.db import Database
-from keyslot.runtime.retention import HISTORY, Prune, Pruner
-from keyslot.runtime.timeconv import from_epoch_us
 
-from device_service.server import Settings as DeviceSettings
+from device_service.settings import Settings as DeviceSettings
 from device_service.store import DeviceStore
-from license_service.server import Settings as LicenseSettings
+from keyslot_server.db import Database
+from keyslot_server.retention import HISTORY, Prune, Pruner
+from keyslot_server.settings import from_args
+from keyslot_server.timeconv import from_epoch_us
+from license_service.settings import Settings as LicenseSettings
 from license_service.store import LicenseStore
 from tests.unit.device_rows import CODE, device_row, reserve_row
 
@@ -201,11 +202,11 @@ def test_l1_first_activation_is_never_pruned(tmp_path: Path) -> None:
 def test_h1_retention_has_a_floor_of_24_hours(
     settings: type[DeviceSettings] | type[LicenseSettings], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert settings.from_args(["--retention-hours", "24"]).retention_hours == 24
+    assert from_args(settings, ["--retention-hours", "24"], {}).retention_hours == 24
     assert settings().retention_hours == 48
     with pytest.raises(ValueError, match="at least 24"):
         settings(retention_hours=23.9)
     with pytest.raises(SystemExit) as exit_:
-        settings.from_args(["--retention-hours", "23.9"])
+        from_args(settings, ["--retention-hours", "23.9"], {})
     assert exit_.value.code == 2
-    assert "retention_hours must be at least 24" in capsys.readouterr().err
+    assert "--retention-hours must be at least 24" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""keyslot.runtime.timeconv: stored epoch microseconds <-> protobuf Timestamps, exactly;
+"""keyslot_server.timeconv: stored epoch microseconds <-> protobuf Timestamps, exactly;
 well-known types outside their valid range are ValueErrors (S4)."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from google.protobuf import duration_pb2, timestamp_pb2
-from keyslot.runtime.timeconv import (
+
+from keyslot_server.timeconv import (
     MAX_DURATION_SECONDS,
     MAX_TIMESTAMP_SECONDS,
     MIN_TIMESTAMP_SECONDS,

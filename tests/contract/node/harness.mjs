@@ -148,9 +148,12 @@ export async function startServices() {
   const env = {
     ...process.env,
     KEYSLOT_TOKENS_FILE: tokensFile,
-    KEYSLOT_SWEEP_INTERVAL: "0.2",
-    KEYSLOT_GRACE: "3",
-    KEYSLOT_LOG_CALLS: "0",
+    KEYSLOT_LICENSE_SWEEP_INTERVAL: "0.2",
+    KEYSLOT_DEVICE_SWEEP_INTERVAL: "0.2",
+    KEYSLOT_LICENSE_GRACE: "3",
+    KEYSLOT_DEVICE_GRACE: "3",
+    KEYSLOT_LICENSE_LOG_CALLS: "0",
+    KEYSLOT_DEVICE_LOG_CALLS: "0",
     PYTHONUNBUFFERED: "1",
   };
   const license = await startService("license_service", ["--db", path.join(workdir, "license.db")], env);

@@ -29,7 +29,7 @@ from pathlib import Path
 import sqlite_utils
 from sqlite_utils.db import DEFAULT, NotFoundError, Table, quote_identifier
 
-from keyslot.runtime.files import private_database
+from keyslot_server.files import private_database
 
 # A group commits after this many bodies even while writers keep queuing,
 # so its first writer never waits on an unbounded stream of later ones.
@@ -180,7 +180,7 @@ class Database:
     def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
         self.path = str(path)
         if self.path != ":memory:":
-            # Codes and credential hashes: 0600 in a 0700 directory (keyslot.runtime.files).
+            # Codes and credential hashes: 0600 in a 0700 directory (keyslot_server.files).
             private_database(self.path)
         self.synchronous = synchronous
         self._local = threading.local()

@@ -18,7 +18,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from keyslot.runtime.files import private_dir, private_file, write_private
+from keyslot_server.files import private_dir, private_file, write_private
 
 VAR = Path("var")
 TOKENS = VAR / "tokens.json"

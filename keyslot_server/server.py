@@ -25,8 +25,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
-from keyslot.runtime import auth
-from keyslot.runtime.errors import ServiceError, internal_status, unauthenticated_status
+from keyslot_server import auth
+from keyslot_server.errors import ServiceError, internal_status, unauthenticated_status
 
 log = logging.getLogger("keyslot")
 call_log = logging.getLogger("keyslot.calls")

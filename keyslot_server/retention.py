@@ -9,16 +9,14 @@ backlog is worked off over several passes instead of in one long one.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from keyslot.runtime.db import Database
-from keyslot.runtime.timeconv import to_epoch_us
+from keyslot_server.db import Database
+from keyslot_server.timeconv import to_epoch_us
 
 log = logging.getLogger("keyslot.retention")
 
@@ -32,11 +30,12 @@ _FIRST = (-(2**63), -(2**63))  # before every (time, rowid)
 
 
 def check_retention_hours(hours: float) -> None:
-    """Refuses a retention shorter than H1's 24 hours (NaN included)."""
+    """Refuses a retention shorter than H1's 24 hours (NaN included); the caller
+    names the setting."""
     if not hours >= MIN_RETENTION_HOURS:
         raise ValueError(
-            f"retention_hours must be at least {MIN_RETENTION_HOURS:g}: request ids are"
-            f" replayed for 24 h (H1); got {hours:g}"
+            f"must be at least {MIN_RETENTION_HOURS:g}: request ids are replayed for"
+            f" 24 h (H1); got {hours:g}"
         )
 
 
@@ -134,15 +133,3 @@ class Pruner:
                 break
         self._after[rule.kind] = after
         return pruned
-
-
-def add_retention_flag(parser: argparse.ArgumentParser) -> None:
-    """--retention-hours, as both services take it (KEYSLOT_RETENTION_HOURS)."""
-    parser.add_argument(
-        "--retention-hours",
-        type=float,
-        default=float(os.environ.get("KEYSLOT_RETENTION_HOURS", str(DEFAULT_RETENTION_HOURS))),
-        help="hours request ids, finished handshakes and other history the rules no longer"
-        f" read are kept; at least {MIN_RETENTION_HOURS:g} (H1). README 'Retention'"
-        " (KEYSLOT_RETENTION_HOURS)",
-    )

@@ -1,23 +1,23 @@
 """One error type per service and its translation into the gRPC rich error model.
 
 A service raises ``ServiceError`` subclasses (LicenseError, DeviceError) from
-anywhere below the servicer; the interceptor in ``keyslot.runtime.server``
+anywhere below the servicer; the interceptor in ``keyslot_server.server``
 turns them into a ``google.rpc.Status`` with exactly one ``ErrorInfo`` (and a
 ``BadRequest`` for INVALID_ARGUMENT). No RPC repeats try/except.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import ClassVar
 
-import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+from keyslot.fields import FieldViolation
 
 _LOWER_CAMEL = re.compile(r"^[a-z][a-zA-Z0-9]*$")
 # gRPC drops a call whose trailers pass its metadata limit (8-16 KiB) with RESOURCE_EXHAUSTED
@@ -30,12 +30,27 @@ def _clip(text: str) -> str:
     return text if len(text) <= MAX_DESCRIPTION else text[: MAX_DESCRIPTION - 1] + "…"
 
 
-@dataclass(frozen=True)
-class FieldViolation:
-    """One bad field of a request, named by its path ("terms.max_devices")."""
+class Code(enum.IntEnum):
+    """Status codes (google.rpc.Code, the numbers gRPC uses): the domain raises with
+    these, so it never imports gRPC; the interceptor hands the number to gRPC."""
 
-    field: str
-    description: str
+    OK = code_pb2.OK
+    CANCELLED = code_pb2.CANCELLED
+    UNKNOWN = code_pb2.UNKNOWN
+    INVALID_ARGUMENT = code_pb2.INVALID_ARGUMENT
+    DEADLINE_EXCEEDED = code_pb2.DEADLINE_EXCEEDED
+    NOT_FOUND = code_pb2.NOT_FOUND
+    ALREADY_EXISTS = code_pb2.ALREADY_EXISTS
+    PERMISSION_DENIED = code_pb2.PERMISSION_DENIED
+    RESOURCE_EXHAUSTED = code_pb2.RESOURCE_EXHAUSTED
+    FAILED_PRECONDITION = code_pb2.FAILED_PRECONDITION
+    ABORTED = code_pb2.ABORTED
+    OUT_OF_RANGE = code_pb2.OUT_OF_RANGE
+    UNIMPLEMENTED = code_pb2.UNIMPLEMENTED
+    INTERNAL = code_pb2.INTERNAL
+    UNAVAILABLE = code_pb2.UNAVAILABLE
+    DATA_LOSS = code_pb2.DATA_LOSS
+    UNAUTHENTICATED = code_pb2.UNAUTHENTICATED
 
 
 class ServiceError(Exception):
@@ -53,7 +68,7 @@ class ServiceError(Exception):
         self,
         reason: str,
         message: str,
-        code: grpc.StatusCode = grpc.StatusCode.FAILED_PRECONDITION,
+        code: Code = Code.FAILED_PRECONDITION,
         *,
         field: str | None = None,
         metadata: Mapping[str, str] | None = None,
@@ -69,13 +84,13 @@ class ServiceError(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
-        self.code = code
+        self.code = Code(code)
         self.field = field
         self.metadata = meta
         self.violations = list(violations or [])
         # RESOURCE_EXHAUSTED (S3) tells the caller when to retry: google.rpc.RetryInfo.
         self.retry_delay = retry_delay
-        if field and not self.violations and code == grpc.StatusCode.INVALID_ARGUMENT:
+        if field and not self.violations and code == Code.INVALID_ARGUMENT:
             self.violations = [FieldViolation(field, message)]
         self.violations = [
             FieldViolation(_clip(v.field), _clip(v.description))
@@ -89,7 +104,7 @@ class ServiceError(Exception):
         return cls(
             "INVALID_ARGUMENT",
             _clip(f"{field}: {description}"),
-            grpc.StatusCode.INVALID_ARGUMENT,
+            Code.INVALID_ARGUMENT,
             field=field,
             metadata={"field": field},
         )
@@ -104,7 +119,7 @@ class ServiceError(Exception):
         return cls(
             "INVALID_ARGUMENT",
             message,
-            grpc.StatusCode.INVALID_ARGUMENT,
+            Code.INVALID_ARGUMENT,
             field=first.field,
             metadata={"field": first.field},
             violations=violations,
@@ -113,19 +128,17 @@ class ServiceError(Exception):
     @classmethod
     def not_found(cls, reason: str, message: str, **metadata: str) -> ServiceError:
         """NOT_FOUND with a reason such as CODE_NOT_FOUND."""
-        return cls(reason, message, grpc.StatusCode.NOT_FOUND, metadata=metadata)
+        return cls(reason, message, Code.NOT_FOUND, metadata=metadata)
 
     @classmethod
     def refused(cls, reason: str, message: str, **metadata: str) -> ServiceError:
         """FAILED_PRECONDITION: a rule refusal (H5)."""
-        return cls(reason, message, grpc.StatusCode.FAILED_PRECONDITION, metadata=metadata)
+        return cls(reason, message, Code.FAILED_PRECONDITION, metadata=metadata)
 
     @classmethod
     def denied(cls, message: str = "the caller may not do this", **metadata: str) -> ServiceError:
         """PERMISSION_DENIED (S2)."""
-        return cls(
-            "PERMISSION_DENIED", message, grpc.StatusCode.PERMISSION_DENIED, metadata=metadata
-        )
+        return cls("PERMISSION_DENIED", message, Code.PERMISSION_DENIED, metadata=metadata)
 
     @classmethod
     def rate_limited(
@@ -137,7 +150,7 @@ class ServiceError(Exception):
         return cls(
             reason,
             message,
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            Code.RESOURCE_EXHAUSTED,
             metadata={"retryAfterSeconds": str(seconds), **metadata},
             retry_delay=timedelta(seconds=seconds),
         )
@@ -162,7 +175,7 @@ class ServiceError(Exception):
             retry = error_details_pb2.RetryInfo()
             retry.retry_delay.FromTimedelta(self.retry_delay)
             details.append(_pack(retry))
-        return status_pb2.Status(code=self.code.value[0], message=self.message, details=details)
+        return status_pb2.Status(code=int(self.code), message=self.message, details=details)
 
 
 def internal_status(domain: str) -> status_pb2.Status:
@@ -191,15 +204,3 @@ def _pack(message) -> any_pb2.Any:  # type: ignore[no-untyped-def]
     packed = any_pb2.Any()
     packed.Pack(message)
     return packed
-
-
-@dataclass
-class ErrorInfoView:
-    """The parts of a rich status a caller switches on (used by tests and clients)."""
-
-    code: grpc.StatusCode
-    reason: str
-    domain: str
-    metadata: dict[str, str] = field(default_factory=dict)
-    field_violations: list[FieldViolation] = field(default_factory=list)
-    message: str = ""

@@ -15,9 +15,9 @@ import ipaddress
 from datetime import datetime, timedelta
 from urllib.parse import unquote
 
-from keyslot.runtime.db import Database
-from keyslot.runtime.retention import Prune
-from keyslot.runtime.timeconv import to_epoch_us
+from keyslot_server.db import Database
+from keyslot_server.retention import Prune
+from keyslot_server.timeconv import to_epoch_us
 
 TABLE = "failed_attempts"
 _WINDOW_INDEX = f"{TABLE}_at"
