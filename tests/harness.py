@@ -238,6 +238,18 @@ class Services:
         self.device.args = [*args, f"--license-address={self.license.address}"]
         self.device.start(DEVICE_SERVICE)
 
+    def restart_device(self, crash_at: str | None = None, **env: str) -> None:
+        """kill -9 the device service (if running) and start it again, armed to crash at
+        ``crash_at`` (KEYSLOT_CRASH_AT, H4) and with ``env`` added."""
+        fresh = {k: v for k, v in self.device.env.items() if k != "KEYSLOT_CRASH_AT"}
+        if crash_at:
+            fresh["KEYSLOT_CRASH_AT"] = crash_at
+        # A private copy: the license process shares the original dict.
+        self.device.env = {**fresh, **env}
+        if self.device.running():
+            self.device.kill()
+        self.start_device()
+
     def stop(self) -> None:
         for channel in self._channels:
             channel.close()

@@ -214,16 +214,6 @@ def _both_sides_agree(services: Services, account: Account, code: str) -> None:
         assert hs["step"] == "ABORTED" and not subscribed and held == []
 
 
-def _restart_device(services: Services, crash_at: str | None) -> None:
-    env = {k: v for k, v in services.device.env.items() if k != "KEYSLOT_CRASH_AT"}
-    if crash_at:
-        env["KEYSLOT_CRASH_AT"] = crash_at
-    services.device.env = env  # a private copy: the license process shares the original
-    if services.device.running():
-        services.device.kill()
-    services.start_device()
-
-
 @pytest.mark.parametrize(
     "point", ["before_prepare", "after_prepare", "before_commit", "after_commit"]
 )
@@ -233,12 +223,12 @@ def test_h4_d11_device_service_killed_during_a_per_user_activation(
     services = fresh_services
     account = new_account(services)
     code = _per_user(services, max_devices=1)
-    _restart_device(services, point)
+    services.restart_device(point)
     with pytest.raises(grpc.RpcError):
         _add(services, account, code, "add-1")
     services.device.popen.wait(10)  # type: ignore[union-attr]
     assert services.device.popen.returncode == 137  # type: ignore[union-attr]
-    _restart_device(services, None)
+    services.restart_device()
     _both_sides_agree(services, account, code)
     # A retry with the same request id ends it either way: the code is on the account.
     assert _add(services, account, code, "add-1").subscription.code == code
@@ -252,8 +242,7 @@ def test_h4_d11_license_service_killed_during_a_per_user_activation(
     services = fresh_services
     pauses = tmp_path / "pauses"
     pauses.mkdir()
-    services.device.env = {**services.device.env, "KEYSLOT_PAUSE_DIR": str(pauses)}
-    _restart_device(services, None)
+    services.restart_device(KEYSLOT_PAUSE_DIR=str(pauses))
     account = new_account(services)
     code = _per_user(services, max_devices=1)
     (pauses / "before_commit.arm").touch()

@@ -28,17 +28,6 @@ def _assert_both_sides_agree(services: Services) -> None:
     assert h4_violations(services, snap) + slot_violations(services, snap, {}) == []
 
 
-def _restart_device(services: Services, crash_at: str | None) -> None:
-    env = {k: v for k, v in services.device.env.items() if k != "KEYSLOT_CRASH_AT"}
-    if crash_at:
-        env["KEYSLOT_CRASH_AT"] = crash_at
-    # A private copy: the license process shares the original dict.
-    services.device.env = env
-    if services.device.running():
-        services.device.kill()
-    services.start_device()
-
-
 def _setup(services: Services, n: int = 1, **terms):  # type: ignore[no-untyped-def]
     account = new_account(services)
     code = issue(services, **terms)[0]
@@ -52,12 +41,12 @@ def test_h4_device_killed_around_prepare_aborts_on_both_sides(
 ) -> None:
     services = fresh_services
     account, code, [(device, _)] = _setup(services, max_devices=1)
-    _restart_device(services, point)
+    services.restart_device(point)
     with pytest.raises(grpc.RpcError):
         send(services, account.credential, account, code, device.device_id)
     services.device.popen.wait(10)  # type: ignore[union-attr]
     assert services.device.popen.returncode == 137  # type: ignore[union-attr]
-    _restart_device(services, None)
+    services.restart_device()
     _assert_both_sides_agree(services)
     [hs] = _rows(services, "SELECT * FROM handshakes")
     assert hs["step"] == "ABORTED"
@@ -73,12 +62,12 @@ def test_h4_device_killed_around_commit_finishes_on_both_sides(
     services = fresh_services
     account, code, [(device, credential)] = _setup(services)
     [result] = send(services, account.credential, account, code, device.device_id)
-    _restart_device(services, point)
+    services.restart_device(point)
     with pytest.raises(grpc.RpcError):
         services.device_as(credential).CompleteDelivery(
             dpb.CompleteDeliveryRequest(delivery_id=result.delivery.delivery_id)
         )
-    _restart_device(services, None)
+    services.restart_device()
     _assert_both_sides_agree(services)
     # COMMITTING is re-sent with the same request id: delivered on both sides.
     got = services.device_as(account.credential).GetDelivery(
@@ -96,12 +85,12 @@ def test_h4_device_killed_after_abort_frees_slot(fresh_services: Services) -> No
     services = fresh_services
     account, code, [(device, _)] = _setup(services, max_devices=1)
     [result] = send(services, account.credential, account, code, device.device_id)
-    _restart_device(services, "after_abort")
+    services.restart_device("after_abort")
     with pytest.raises(grpc.RpcError):
         services.device_as(account.credential).CancelDelivery(
             dpb.CancelDeliveryRequest(delivery_id=result.delivery.delivery_id)
         )
-    _restart_device(services, None)
+    services.restart_device()
     _assert_both_sides_agree(services)
     got = services.device_as(account.credential).GetDelivery(
         dpb.GetDeliveryRequest(delivery_id=result.delivery.delivery_id)

@@ -20,16 +20,6 @@ from tests.harness import Services, wait_for
 from tests.invariants import device_rows as _rows
 
 
-def _restart_device(services: Services, crash_at: str | None) -> None:
-    env = {k: v for k, v in services.device.env.items() if k != "KEYSLOT_CRASH_AT"}
-    if crash_at:
-        env["KEYSLOT_CRASH_AT"] = crash_at
-    services.device.env = env  # a private copy: the license process shares the original
-    if services.device.running():
-        services.device.kill()
-    services.start_device()
-
-
 def _wait(predicate, what: str, timeout: float = 15.0):  # type: ignore[no-untyped-def]
     return wait_for(predicate, what, timeout)
 
@@ -49,14 +39,14 @@ def test_h4_d9_take_over_killed_between_steps_ends_with_exactly_one_code(
         .AddReserveCode(dpb.AddReserveCodeRequest(device_id=device.device_id, code=reserve_code))
         .reserve
     )
-    _restart_device(services, point)
+    services.restart_device(point)
     services.clock.advance(timedelta(days=30, seconds=1))
     # The sweeper's take-over reaches the armed point and the process dies.
     _wait(lambda: services.device.popen.poll() is not None, "the crash")  # type: ignore[union-attr]
     assert services.device.popen.returncode == 137  # type: ignore[union-attr]
     [hs] = _rows(services, "SELECT * FROM handshakes WHERE purpose = 'RESERVE'")
     assert hs["step"] == "COMMITTING"  # the decision was durable before the crash
-    _restart_device(services, None)
+    services.restart_device()
 
     def settled() -> bool:
         rows = _rows(services, "SELECT step FROM handshakes WHERE purpose = 'RESERVE'")
