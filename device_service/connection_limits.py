@@ -13,6 +13,7 @@ in the device service's database, so a restart forgives nothing.
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 
 from device_service.errors import DeviceError
 from device_service.settings import Settings
@@ -52,13 +53,12 @@ class ConnectionLimits:
             if wait is not None:
                 raise _too_many(wait, by)
         # Read again under ConnectDevice's write; a known code writes nothing here.
-        known = self.store.one(
-            "SELECT 1 AS known FROM connection_codes WHERE code_hash = ?", (hash_token(compact),)
-        )
-        if known is not None:
+        if self.store.connection_code(hash_token(compact)) is not None:
             return
-        with self.store.write():
-            waits = [(budget.charge(subject, now), by) for budget, by, subject in subjects]
+        charged = self.store.count_failures(
+            [partial(budget.charge, subject, now) for budget, _, subject in subjects]
+        )
+        waits = [(wait, by) for wait, (_, by, _) in zip(charged, subjects, strict=True)]
         late = [(wait, by) for wait, by in waits if wait is not None]
         if late:  # guesses racing each other past a budget learn nothing
             raise _too_many(*max(late))

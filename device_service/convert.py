@@ -1,13 +1,20 @@
-"""Store rows -> proto messages (the only place that knows both shapes)."""
+"""Store rows -> proto messages and requests -> checked domain values (the only place
+that knows both shapes)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keyslot.device.v1 import device_service_pb2 as pb
 from keyslot.license.v1 import license_service_pb2 as lpb
 
+from device_service import rules
+from device_service.errors import DeviceError
+from keyslot_server.errors import FieldViolation
 from keyslot_server.timeconv import timestamp_from_epoch_us
+
+if TYPE_CHECKING:
+    from device_service.deliveries import SendResult
 
 Row = dict[str, Any]
 
@@ -105,3 +112,71 @@ def subscription(row: Row, code: lpb.Code | None, used: int) -> pb.Subscription:
         code_details=code,
         used_slots=used,
     )
+
+
+def reserve(row: Row | None, code: lpb.Code | None) -> pb.Reserve | None:
+    """A reserve row (and its code's details, if read) as the proto."""
+    if row is None:
+        return None
+    return pb.Reserve(
+        code=row["code"],
+        state=pb.ReserveState.Value(f"RESERVE_STATE_{row['state']}"),
+        failure_reason=row["failure_reason"] if row["state"] == "FAILED" else "",
+        grant_id=row["grant_id"] or "",
+        add_time=ts(row["add_us"]),
+        state_time=ts(row["state_us"]),
+        code_details=code,
+    )
+
+
+def send_result(result: SendResult) -> pb.SendResult:
+    """One target's answer of SendSubscription: its delivery or the refusal."""
+    if result.refusal is not None:
+        r = result.refusal
+        refusal = pb.Refusal(reason=r.reason, message=r.message, metadata=r.metadata)
+        return pb.SendResult(device_id=result.device_id, refusal=refusal)
+    assert result.delivery is not None
+    return pb.SendResult(device_id=result.device_id, delivery=delivery(result.delivery))
+
+
+def connect_fields(request: pb.ConnectDeviceRequest) -> dict[str, Any]:
+    """The checked platform, app_version, region and display_name of a ConnectDevice
+    request; every field wrong is named at once (INVALID_ARGUMENT)."""
+    violations = []
+    if request.platform not in pb.Platform.values() or request.platform == 0:
+        violations.append(("platform", "WINDOWS, MACOS, ANDROID, IOS or LINUX required"))
+    checks = (
+        ("app_version", rules.app_version, request.app_version),
+        ("region", rules.region, request.region),
+        ("display_name", rules.display_name, request.display_name),
+    )
+    values: dict[str, Any] = {}
+    for name, check, value in checks:
+        try:
+            values[name] = check(value)
+        except DeviceError as err:
+            violations.append((name, err.violations[0].description))
+    if violations:
+        raise DeviceError.invalid_many([FieldViolation(f, d) for f, d in violations])
+    return values
+
+
+# UpdateDevice: the fields a mask may name, each with its check.
+UPDATABLE = {
+    "app_version": rules.app_version,
+    "region": rules.region,
+    "display_name": rules.display_name,
+}
+
+
+def device_changes(request: pb.UpdateDeviceRequest) -> dict[str, Any]:
+    """The checked changes an UpdateDevice request's mask names."""
+    paths = list(request.update_mask.paths)
+    if not paths:
+        raise DeviceError.invalid("update_mask", "name the fields to change")
+    changes = {}
+    for path in paths:
+        if path not in UPDATABLE:
+            raise DeviceError.invalid("update_mask", f"{path!r} cannot be changed")
+        changes[path] = UPDATABLE[path](getattr(request.device, path), f"device.{path}")
+    return changes

@@ -51,7 +51,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import sqlite_utils
 from keyslot.license.v1 import license_service_pb2 as lpb
 
 from device_service import store as st
@@ -75,19 +74,19 @@ PREPARING, PREPARED, COMMITTING, COMMITTED, ABORTING, ABORTED = (
 UNFINISHED = (PREPARING, PREPARED, COMMITTING, ABORTING)
 
 Row = dict[str, Any]
-Db = sqlite_utils.Database
 
 
 @dataclass(frozen=True)
 class Hooks:
-    """What a purpose writes at each step; each runs inside the step's transaction."""
+    """What a purpose writes at each step; each runs inside the step's transaction
+    (its store calls join it)."""
 
     # After a successful prepare; may raise DeviceError (NO_FREE_SLOTS) to refuse.
-    on_prepared: Callable[[Db, Row, lpb.Grant, int], None]
+    on_prepared: Callable[[Row, lpb.Grant, int], None]
     # After a successful commit (slot/current code already handled generically).
-    on_committed: Callable[[Db, Row, lpb.Grant, int], None]
+    on_committed: Callable[[Row, lpb.Grant, int], None]
     # After the grant is aborted (slots already released generically).
-    on_aborted: Callable[[Db, Row, int], None]
+    on_aborted: Callable[[Row, int], None]
     # Whether PREPARED waits for a later step (SEND, RESERVE) or is mid-call (ACTIVATE).
     prepared_is_stable: bool
     # ACTIVATE commits in the same call: the local write after a prepare goes
@@ -173,7 +172,6 @@ class Handshakes:
 
     def begin(
         self,
-        db: Db,
         *,
         purpose: str,
         code: str,
@@ -184,16 +182,48 @@ class Handshakes:
         deadline_us: int | None = None,
         owner_id: str = "",
         handshake_id: str | None = None,
+        also: Callable[[str], None] | None = None,
     ) -> Row:
-        """Writes the PREPARING intent row (inside the caller's transaction); returns it.
+        """Writes the PREPARING intent row in one write (joining the caller's); returns it.
 
         The caller owns ``handshake_id`` (``owned``) from before this write, so
         recovery never takes a handshake whose first step is still under way.
         A disconnected device gets no new handshake (DEVICE_NOT_CONNECTED).
+        ``also`` runs in the same transaction with the handshake id, after the
+        row: the request's outcome record that names it (H1), for instance.
         """
         handshake_id = handshake_id or st.new_id("hs")
         if handshake_id not in self._busy:
             raise RuntimeError(f"begin() of {handshake_id} outside owned()")
+        with self.store.write():
+            row = self._intent_row(
+                purpose=purpose,
+                code=code,
+                device=device,
+                caller_channel=caller_channel,
+                caller_role=caller_role,
+                grant_expire_us=grant_expire_us,
+                deadline_us=deadline_us,
+                owner_id=owner_id,
+                handshake_id=handshake_id,
+            )
+            if also is not None:
+                also(handshake_id)
+        return row
+
+    def _intent_row(  # type: ignore[no-untyped-def]
+        self,
+        *,
+        purpose,
+        code,
+        device,
+        caller_channel,
+        caller_role,
+        grant_expire_us,
+        deadline_us,
+        owner_id,
+        handshake_id,
+    ) -> Row:
         if self.hooks[purpose].for_account:
             self.store.require_account(device["device_id"])
         else:
@@ -221,7 +251,7 @@ class Handshakes:
             "create_us": now,
             "update_us": now,
         }
-        db["handshakes"].insert(row)
+        self.store.insert_handshake(row)
         return row
 
     def require_connected(self, device_id: str) -> None:
@@ -235,22 +265,11 @@ class Handshakes:
     def _move(self, handshake_id: str, frm: tuple[str, ...], to: str, **values: Any) -> bool:
         """Compare-and-set of the step: False when the row is no longer in ``frm``."""
         values.update(step=to, update_us=self.now_us())
-        cols = ", ".join(f"{k} = ?" for k in values)
-        marks = ", ".join("?" for _ in frm)
-        with self.store.write() as db:
-            cur = db.execute(
-                f"UPDATE handshakes SET {cols} WHERE handshake_id = ? AND step IN ({marks})",
-                (*values.values(), handshake_id, *frm),
-            )
-            return cur.rowcount == 1
+        return self.store.move_handshake(handshake_id, frm, values)
 
     def _note_grant(self, handshake_id: str, grant_id: str) -> None:
         """Records the grant a prepare made, on a row whose step another writer moved."""
-        with self.store.write() as db:
-            db.execute(
-                "UPDATE handshakes SET grant_id = ? WHERE handshake_id = ? AND grant_id = ''",
-                (grant_id, handshake_id),
-            )
+        self.store.note_grant(handshake_id, grant_id)
 
     def request_commit(self, handshake_id: str, app_version: str) -> bool:
         """PREPARED -> COMMITTING; False when another step won (an abort was decided).
@@ -272,7 +291,7 @@ class Handshakes:
         handshake's slots are released and its purpose marks its delivery or
         reserve. Only the AbortGrant call is left, for the owner or recovery.
         """
-        with self.store.write() as db:
+        with self.store.write():
             moved = self._move(
                 handshake_id,
                 frm,
@@ -282,11 +301,11 @@ class Handshakes:
                 failure_message=message,
             )
             if moved:
-                row = self._row(handshake_id)
+                row = self.row(handshake_id)
                 self.store.set_slot_state(
                     "handshake_id = ?", (handshake_id,), st.RELEASED, self.now_us()
                 )
-                self.hooks[row["purpose"]].on_aborted(db, row, self.now_us())
+                self.hooks[row["purpose"]].on_aborted(row, self.now_us())
             return moved
 
     def abort_device(self, device_id: str, reason: str, message: str) -> list[str]:
@@ -295,22 +314,17 @@ class Handshakes:
         Call inside the write that disconnects it. Returns their ids; a
         COMMITTING one is left to finish (it was decided before this write).
         """
-        rows = self.store.query(
-            "SELECT handshake_id FROM handshakes WHERE device_id = ?"
-            " AND step IN ('PREPARING', 'PREPARED')",
-            (device_id,),
-        )
         unfinished = (PREPARING, PREPARED)
         return [
-            r["handshake_id"]
-            for r in rows
-            if self.decide_abort(r["handshake_id"], unfinished, "FAILED", reason, message)
+            hid
+            for hid in self.store.handshakes_of(device_id, unfinished)
+            if self.decide_abort(hid, unfinished, "FAILED", reason, message)
         ]
 
     def lost(self, handshake_id: str, fallback: DeviceError) -> DeviceError:
         """The refusal for a caller whose step lost to another writer: the decided reason
         when the device was disconnected, else ``fallback``."""
-        row = self._row(handshake_id)
+        row = self.row(handshake_id)
         if row["failure_reason"] == "DEVICE_NOT_CONNECTED":
             return DeviceError.refused(
                 "DEVICE_NOT_CONNECTED", "the device was disconnected", deviceId=row["device_id"]
@@ -353,7 +367,7 @@ class Handshakes:
         ``on_behalf_of`` names the end caller whose typed code this is (S3); it is
         not stored, so a replay by recovery (the same request, H1) names no one.
         """
-        row = row if row is not None else self._row(handshake_id)
+        row = row if row is not None else self.row(handshake_id)
         crash_point("before_prepare")
         try:
             grant = self.license.prepare_grant(self._prepare_request(row, on_behalf_of))
@@ -365,10 +379,10 @@ class Handshakes:
         hooks = self.hooks[row["purpose"]]
         step = COMMITTING if hooks.commit_at_once else PREPARED
         try:
-            with self.store.write() as db:
+            with self.store.write():
                 if not self._move(handshake_id, (PREPARING,), step, grant_id=grant.grant_id):
                     raise self.lost(handshake_id, _busy_error())
-                hooks.on_prepared(db, row, grant, self.now_us())
+                hooks.on_prepared(row, grant, self.now_us())
         except DeviceError as err:
             self._note_grant(handshake_id, grant.grant_id)
             self.decide_abort(handshake_id, (PREPARING,), "FAILED", err.reason, err.message)
@@ -382,7 +396,7 @@ class Handshakes:
         Every send of the commit (the call's, a retry's, recovery's) carries
         the row's grant and app version, so it is the same request (H1).
         """
-        row = self._row(handshake_id)
+        row = self.row(handshake_id)
         grant_id, app_version = row["grant_id"], row["app_version"]
         _, commit_id, _ = request_ids(handshake_id)
         crash_point("before_commit")
@@ -412,7 +426,7 @@ class Handshakes:
 
     def abort(self, handshake_id: str) -> None:
         """Aborts the grant of an ABORTING row and finishes the row ABORTED."""
-        row = self._row(handshake_id)
+        row = self.row(handshake_id)
         grant_id = row["grant_id"]
         if not grant_id:
             # The prepare's answer was lost: replay it (same request id) to learn
@@ -445,7 +459,7 @@ class Handshakes:
 
     def drive(self, handshake_id: str) -> str:
         """Moves an unfinished row (owned by this thread) to its end; returns the step."""
-        row = self._row(handshake_id)
+        row = self.row(handshake_id)
         step = row["step"]
         if step == PREPARING or (
             step == PREPARED and not self.hooks[row["purpose"]].prepared_is_stable
@@ -458,7 +472,7 @@ class Handshakes:
                 row["failure_reason"] or "INTERNAL",
                 row["failure_message"] or "interrupted; undone by recovery",
             )
-            step = self._row(handshake_id)["step"]
+            step = self.row(handshake_id)["step"]
         if step == COMMITTING:
             try:
                 self.commit(handshake_id)
@@ -467,7 +481,7 @@ class Handshakes:
                     raise
         elif step == ABORTING:
             self.abort(handshake_id)
-        return self._row(handshake_id)["step"]
+        return self.row(handshake_id)["step"]
 
     def settle_if_free(self, handshake_id: str) -> None:
         """Finishes a decided abort now unless a call is working on the handshake
@@ -486,7 +500,7 @@ class Handshakes:
         except DeviceError as err:
             if err.transient:
                 raise
-            return self._row(handshake_id)["step"]
+            return self.row(handshake_id)["step"]
 
     def settle_quietly(self, handshake_id: str) -> None:
         """Aborts a handshake now if the license service answers; else recovery does it."""
@@ -499,8 +513,8 @@ class Handshakes:
 
     def _finish_committed(self, handshake_id: str, grant: lpb.Grant) -> None:
         now = self.now_us()
-        with self.store.write() as db:
-            row = self._row(handshake_id)
+        with self.store.write():
+            row = self.row(handshake_id)
             if row["step"] == COMMITTED:
                 return
             device_id = row["device_id"]
@@ -516,9 +530,9 @@ class Handshakes:
                     st.RELEASED,
                     now,
                 )
-                db["devices"].update(device_id, {"current_code": row["code"], "update_us": now})
-            hooks.on_committed(db, row, grant, now)
-            db["handshakes"].update(
+                self.store.update_device(device_id, {"current_code": row["code"], "update_us": now})
+            hooks.on_committed(row, grant, now)
+            self.store.update_handshake(
                 handshake_id,
                 {
                     "step": COMMITTED,
@@ -531,8 +545,8 @@ class Handshakes:
         self, handshake_id: str, reason: str = "", message: str = "", outcome: str = ""
     ) -> None:
         now = self.now_us()
-        with self.store.write() as db:
-            row = self._row(handshake_id)
+        with self.store.write():
+            row = self.row(handshake_id)
             if row["step"] in (ABORTED, COMMITTED):
                 return
             if reason:
@@ -540,8 +554,8 @@ class Handshakes:
             if outcome:
                 row["outcome"] = outcome
             self.store.set_slot_state("handshake_id = ?", (handshake_id,), st.RELEASED, now)
-            self.hooks[row["purpose"]].on_aborted(db, row, now)
-            db["handshakes"].update(
+            self.hooks[row["purpose"]].on_aborted(row, now)
+            self.store.update_handshake(
                 handshake_id,
                 {
                     "step": ABORTED,
@@ -552,7 +566,8 @@ class Handshakes:
                 },
             )
 
-    def _row(self, handshake_id: str) -> Row:
+    def row(self, handshake_id: str) -> Row:
+        """The handshake as stored now (KeyError for an unknown id)."""
         row = self.store.handshake(handshake_id)
         if row is None:
             raise KeyError(handshake_id)
@@ -563,11 +578,7 @@ class Handshakes:
     def recover(self) -> int:
         """Drives every orphaned handshake to its end (H4); returns how many settled."""
         stable = [p for p, h in self.hooks.items() if h.prepared_is_stable]
-        rows = self.store.query(
-            "SELECT handshake_id, step, purpose FROM handshakes"
-            " WHERE step IN ('PREPARING', 'PREPARED', 'COMMITTING', 'ABORTING')"
-            " ORDER BY create_us"
-        )
+        rows = self.store.unfinished_handshakes()
         settled = 0
         for row in rows:
             if row["step"] == PREPARED and row["purpose"] in stable:
@@ -587,14 +598,8 @@ class Handshakes:
 
     def expire_due(self) -> int:
         """Aborts PREPARED handshakes past their deadline (the delivery window, D4)."""
-        rows = self.store.query(
-            "SELECT handshake_id FROM handshakes WHERE step = 'PREPARED'"
-            " AND deadline_us IS NOT NULL AND deadline_us <= ?",
-            (self.now_us(),),
-        )
         expired = 0
-        for row in rows:
-            hid = row["handshake_id"]
+        for hid in self.store.handshakes_past_deadline(self.now_us()):
             if not self._try_own(hid):
                 continue
             try:

@@ -39,7 +39,7 @@ def account_hooks(store: st.DeviceStore) -> hs.Hooks:
     """The ACCOUNT purpose: a PENDING slot for the account at prepare, the
     subscription (and an ACTIVE slot) at commit."""
 
-    def on_prepared(db, row: Row, grant: lpb.Grant, now: int) -> None:  # type: ignore[no-untyped-def]
+    def on_prepared(row: Row, grant: lpb.Grant, now: int) -> None:
         # Authoritative, under the claim's write lock: added, or being added by another call.
         if store.subscription(row["account_id"], row["code"]) is not None or store.holds(
             row["account_id"], row["code"]
@@ -54,10 +54,8 @@ def account_hooks(store: st.DeviceStore) -> hs.Hooks:
             for_account=True,
         )
 
-    def on_committed(db, row: Row, grant: lpb.Grant, now: int) -> None:  # type: ignore[no-untyped-def]
-        db["subscriptions"].insert(
-            {"account_id": row["account_id"], "code": row["code"], "add_us": now, "per_user": 1}
-        )
+    def on_committed(row: Row, grant: lpb.Grant, now: int) -> None:
+        store.add_per_user_subscription(row["account_id"], row["code"], now)
 
     def nothing(*_: Any) -> None:
         return None
@@ -158,18 +156,18 @@ class PerUserCodes:
         hid = st.new_id("hs")
         try:
             with self.handshakes.owned(hid):
-                with self.store.write() as db:
-                    row = self.handshakes.begin(
-                        db,
-                        purpose="ACCOUNT",
-                        code=code,
-                        device=holder,
-                        caller_channel=channel,
-                        caller_role=role,
-                        grant_expire_us=int(to_epoch_us(self.clock.now() + ACCOUNT_HOLD) or 0),
-                        handshake_id=hid,
-                    )
-                    self.store.put_outcome(scope, request_id, 0, handshake_id=hid, **record)
+                row = self.handshakes.begin(
+                    purpose="ACCOUNT",
+                    code=code,
+                    device=holder,
+                    caller_channel=channel,
+                    caller_role=role,
+                    grant_expire_us=int(to_epoch_us(self.clock.now() + ACCOUNT_HOLD) or 0),
+                    handshake_id=hid,
+                    also=lambda hid: self.store.put_outcome(
+                        scope, request_id, 0, handshake_id=hid, **record
+                    ),
+                )
                 self.handshakes.prepare(hid, row)  # ends COMMITTING (commit_at_once)
                 self.handshakes.commit(hid)
         except DeviceError as err:
@@ -184,17 +182,9 @@ class PerUserCodes:
 
     def remove(self, account_id: str, code: str) -> None:
         """Takes ``code`` off the account; a per-user code's account slot is freed (D11)."""
-        with self.store.write() as db:
-            if self.store.subscription(account_id, code) is None:
-                raise DeviceError.not_found(
-                    "SUBSCRIPTION_NOT_FOUND", "the code is not on the account", code=code
-                )
-            db.execute(
-                "DELETE FROM subscriptions WHERE account_id = ? AND code = ?", (account_id, code)
-            )
-            # The account's own slot (a per-user code); devices keep the codes they hold.
-            self.store.set_slot_state(
-                "device_id = ? AND code = ?", (account_id, code), st.RELEASED, self.now_us()
+        if not self.store.remove_subscription(account_id, code, self.now_us()):
+            raise DeviceError.not_found(
+                "SUBSCRIPTION_NOT_FOUND", "the code is not on the account", code=code
             )
 
     def code_for(self, device: Row) -> lpb.Code | None:

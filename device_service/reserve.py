@@ -107,7 +107,7 @@ def current_blocked(code: lpb.Code | None) -> bool:
 def reserve_hooks(store: st.DeviceStore) -> hs.Hooks:
     """The RESERVE purpose: the reserve row follows its handshake; no slot at prepare."""
 
-    def on_prepared(db, row: Row, grant: lpb.Grant, now: int) -> None:  # type: ignore[no-untyped-def]
+    def on_prepared(row: Row, grant: lpb.Grant, now: int) -> None:
         reserve = store.reserve(row["owner_id"])
         values = {
             "handshake_id": row["handshake_id"],
@@ -115,14 +115,14 @@ def reserve_hooks(store: st.DeviceStore) -> hs.Hooks:
             "max_devices": grant.code_details.terms.max_devices,
         }
         if reserve is not None:  # a fresh grant for an existing reserve (retry)
-            db["reserves"].update(row["owner_id"], values)
+            store.update_reserve(row["owner_id"], values)
             return
         # Authoritative D8 RESERVE_ALREADY_SET, under the same write lock as the insert.
         if store.live_reserve(row["device_id"]) is not None:
             raise DeviceError.refused(
                 "RESERVE_ALREADY_SET", "the device already has a reserve code"
             )
-        db["reserves"].insert(
+        store.insert_reserve(
             {
                 "reserve_id": row["owner_id"],
                 "device_id": row["device_id"],
@@ -138,22 +138,22 @@ def reserve_hooks(store: st.DeviceStore) -> hs.Hooks:
             }
         )
 
-    def on_committed(db, row: Row, grant: lpb.Grant, now: int) -> None:  # type: ignore[no-untyped-def]
-        db["reserves"].update(
+    def on_committed(row: Row, grant: lpb.Grant, now: int) -> None:
+        store.update_reserve(
             row["owner_id"],
             {"state": ACTIVATED, "failure_reason": "", "failure_message": "", "state_us": now},
         )
 
-    def on_aborted(db, row: Row, now: int) -> None:  # type: ignore[no-untyped-def]
+    def on_aborted(row: Row, now: int) -> None:
         reserve = store.reserve(row["owner_id"])
         if reserve is None or reserve["state"] not in LIVE:
             return  # refused before the reserve existed, or already history
         if row["outcome"] == OUTCOME_RENEW:
             return
         if row["outcome"] == OUTCOME_REMOVED:
-            db["reserves"].update(row["owner_id"], {"state": REMOVED, "state_us": now})
+            store.update_reserve(row["owner_id"], {"state": REMOVED, "state_us": now})
             return
-        db["reserves"].update(
+        store.update_reserve(
             row["owner_id"],
             {
                 "state": FAILED,
@@ -169,15 +169,6 @@ def reserve_hooks(store: st.DeviceStore) -> hs.Hooks:
 
 
 # --- orchestration --------------------------------------------------------------------------
-
-
-# The sweeper's due take-overs: those to run at once, then those whose moment came.
-_DUE = (
-    "SELECT r.*, d.current_code FROM reserves r JOIN devices d USING (device_id)"
-    " WHERE r.state = 'WAITING' AND d.disconnect_us IS NULL AND r.takeover_us "
-)
-DUE_AT_ONCE = _DUE + "IS NULL"
-DUE_BY = _DUE + "<= ? ORDER BY r.takeover_us"
 
 
 class Reserves:
@@ -273,58 +264,58 @@ class Reserves:
         reserve_id = st.new_id("rsv")
         hid = st.new_id("hs")
         # Owned from before the intent row exists: recovery never takes it mid-call.
-        with self.handshakes.owned(hid):
-            with self.store.write():
-                self._begin(
-                    hid,
-                    device,
-                    code,
-                    reserve_id,
-                    caller_channel,
-                    caller_role,
-                    grant_deadline(moment, now),
+
+        def record(hid: str) -> None:
+            if request_id:
+                self.store.put_outcome(
+                    scope,
+                    request_id,
+                    0,
+                    target=device["device_id"],
+                    fingerprint=code,
+                    handshake_id=hid,
+                    reason="",
+                    create_us=self.now_us(),
                 )
-                if request_id:
-                    self.store.put_outcome(
-                        scope,
-                        request_id,
-                        0,
-                        target=device["device_id"],
-                        fingerprint=code,
-                        handshake_id=hid,
-                        reason="",
-                        create_us=self.now_us(),
-                    )
+
+        with self.handshakes.owned(hid):
+            self._begin(
+                hid,
+                device,
+                code,
+                reserve_id,
+                caller_channel,
+                caller_role,
+                grant_deadline(moment, now),
+                also=record,
+            )
             # The typed code is a look-up on the account's budget (S3).
             self.handshakes.prepare(hid, on_behalf_of=rules.lookup_subject(device["account_id"]))
-        with self.store.write() as db:
-            # The take-over moment the sweeper waits for (NULL: look at once).
-            db.execute(
-                "UPDATE reserves SET takeover_us = ? WHERE reserve_id = ? AND state = 'WAITING'",
-                (to_epoch_us(next_check(current, now)), reserve_id),
-            )
+        # The take-over moment the sweeper waits for (NULL: look at once).
+        self.store.set_takeover_moment(
+            reserve_id, int(to_epoch_us(next_check(current, now)) or 0), waiting_only=True
+        )
         reserve = self.store.reserve(reserve_id)
         assert reserve is not None
         return reserve
 
     def _begin(  # type: ignore[no-untyped-def]
-        self, hid, device, code, reserve_id, channel, role, grant_expire: datetime
+        self, hid, device, code, reserve_id, channel, role, grant_expire: datetime, also=None
     ) -> None:
-        """The RESERVE intent row; the caller owns ``hid`` and may hold a write."""
-        with self.store.write() as db:
-            self.handshakes.begin(
-                db,
-                purpose="RESERVE",
-                code=code,
-                device=device,
-                caller_channel=channel,
-                caller_role=role,
-                grant_expire_us=int(to_epoch_us(grant_expire) or 0),
-                # No delivery window: the grant's own deadline bounds a waiting reserve.
-                deadline_us=None,
-                owner_id=reserve_id,
-                handshake_id=hid,
-            )
+        """The RESERVE intent row (and ``also``, in its write); the caller owns ``hid``."""
+        self.handshakes.begin(
+            purpose="RESERVE",
+            code=code,
+            device=device,
+            caller_channel=channel,
+            caller_role=role,
+            grant_expire_us=int(to_epoch_us(grant_expire) or 0),
+            # No delivery window: the grant's own deadline bounds a waiting reserve.
+            deadline_us=None,
+            owner_id=reserve_id,
+            handshake_id=hid,
+            also=also,
+        )
 
     def _current_code(self, device: Row) -> lpb.Code | None:
         if not device["current_code"]:
@@ -347,12 +338,7 @@ class Reserves:
                 if row["step"] == hs.PREPARED:
                     self.handshakes.request_abort(hid, OUTCOME_REMOVED, "", "removed")
                     self.handshakes.settle_quietly(hid)
-            with self.store.write() as db:
-                fresh = self.store.reserve(reserve["reserve_id"])
-                if fresh is not None and fresh["state"] in LIVE:
-                    db["reserves"].update(
-                        reserve["reserve_id"], {"state": REMOVED, "state_us": self.now_us()}
-                    )
+            self.store.end_live_reserve(reserve["reserve_id"], REMOVED, self.now_us())
 
     def take_over(self, device_id: str, *, allow_failed: bool, wait: float = 10.0) -> Row | None:
         """Runs step 2 for the device's live reserve now; returns the reserve after it.
@@ -425,17 +411,18 @@ class Reserves:
         hid = st.new_id("hs")
         with self.handshakes.owned(hid):
             try:
-                with self.store.write() as db:
-                    self._begin(
-                        hid,
-                        device,
-                        reserve["code"],
-                        reserve["reserve_id"],
-                        "DEVICE",
-                        "",
-                        grant_deadline(None, now),
-                    )
-                    db["reserves"].update(reserve["reserve_id"], {"handshake_id": hid})
+                self._begin(
+                    hid,
+                    device,
+                    reserve["code"],
+                    reserve["reserve_id"],
+                    "DEVICE",
+                    "",
+                    grant_deadline(None, now),
+                    also=lambda hid: self.store.update_reserve(
+                        reserve["reserve_id"], {"handshake_id": hid}
+                    ),
+                )
                 self.handshakes.prepare(hid)
             except DeviceError as err:
                 if err.transient:
@@ -451,36 +438,29 @@ class Reserves:
         grant PREPARED so a retry can use it.
         """
         now = self.now_us()
-        with self.store.write():
-            self.store.claim_slot(
-                reserve["code"],
-                reserve["device_id"],
-                reserve["max_devices"],
-                now,
-                handshake_id=hid,
-            )
+
+        def mark_committing() -> None:
             if not self.handshakes.request_commit(hid, app_version):
                 raise self.handshakes.lost(
                     hid, DeviceError.refused("RESERVE_NOT_FAILED", "the reserve is being changed")
                 )
 
+        self.store.claim_slot(
+            reserve["code"],
+            reserve["device_id"],
+            reserve["max_devices"],
+            now,
+            handshake_id=hid,
+            then=mark_committing,
+        )
+
     def _fail(self, reserve_id: str, err: DeviceError) -> None:
         """A live reserve fails with the reason (one removed or activated meanwhile stays)."""
-        with self.store.write() as db:
-            db.execute(
-                "UPDATE reserves SET state = 'FAILED', failure_reason = ?, failure_message = ?,"
-                " state_us = ? WHERE reserve_id = ? AND state IN ('WAITING', 'FAILED')",
-                (err.reason, err.message, self.now_us(), reserve_id),
-            )
+        self.store.fail_reserve(reserve_id, err.reason, err.message, self.now_us())
 
     def fail_waiting(self, device_id: str, reason: str, message: str) -> None:
         """The device's WAITING reserve fails (inside DisconnectDevice's write)."""
-        with self.store.write() as db:
-            db.execute(
-                "UPDATE reserves SET state = 'FAILED', failure_reason = ?, failure_message = ?,"
-                " state_us = ? WHERE device_id = ? AND state = 'WAITING'",
-                (reason, message, self.now_us(), device_id),
-            )
+        self.store.fail_waiting_reserve(device_id, reason, message, self.now_us())
 
     def _handshake(self, handshake_id: str) -> Row:
         row = self.store.handshake(handshake_id)
@@ -510,9 +490,7 @@ class Reserves:
         One BatchGetCodes for all candidates' current codes; a moment that
         moved (renewal, resume) is stored again instead.
         """
-        # Two searches of reserves_due (state, takeover_us): with the two moments
-        # OR-ed in one WHERE, SQLite read every WAITING reserve on every pass.
-        rows = self.store.query(DUE_AT_ONCE) + self.store.query(DUE_BY, (self.now_us(),))
+        rows = self.store.due_reserves(self.now_us())
         if not rows:
             return 0
         wanted = sorted({r["current_code"] for r in rows if r["current_code"]})
@@ -538,11 +516,9 @@ class Reserves:
         if device is None or device["disconnect_us"] is not None:
             return False
         if device["current_code"] and not takeover_due(current, now):
-            with self.store.write() as db:
-                db["reserves"].update(
-                    reserve["reserve_id"],
-                    {"takeover_us": to_epoch_us(next_check(current, now))},
-                )
+            self.store.set_takeover_moment(
+                reserve["reserve_id"], int(to_epoch_us(next_check(current, now)) or 0)
+            )
             return False
         self.take_over(reserve["device_id"], allow_failed=False, wait=wait)
         return True

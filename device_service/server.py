@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 
 from keyslot.device.v1 import device_service_pb2_grpc as pb_grpc
 
+from device_service.access import Access
+from device_service.accounts import Accounts
+from device_service.activation import Activation, activate_hooks
 from device_service.api import DeviceApi
+from device_service.connection_limits import ConnectionLimits
+from device_service.deliveries import Deliveries, send_hooks
+from device_service.devices import Devices
 from device_service.errors import DOMAIN
+from device_service.handshake import Handshakes
 from device_service.license_client import GrpcLicensePeer
+from device_service.license_keys import LicenseKeys
+from device_service.peer import LicensePeer
+from device_service.per_user import PerUserCodes, account_hooks
+from device_service.reserve import Reserves, reserve_hooks
 from device_service.settings import Settings
 from device_service.store import DeviceStore
 from device_service.sweeper import Sweeper
@@ -20,6 +32,43 @@ from keyslot_server.server import Running, create_server
 
 SERVICE_NAME = "keyslot.device.v1.DeviceService"
 log = logging.getLogger("keyslot.device")
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The device service's domain objects over one store and one license peer."""
+
+    store: DeviceStore
+    handshakes: Handshakes
+    reserves: Reserves
+    per_user: PerUserCodes
+    connection_limits: ConnectionLimits
+    api: DeviceApi
+
+
+def build_domain(
+    store: DeviceStore, clock: Clock, license: LicensePeer, settings: Settings
+) -> Domain:
+    """Builds Handshakes (with every purpose), the use cases and the servicer over them."""
+    handshakes = Handshakes(store, license, clock)
+    handshakes.register("ACTIVATE", activate_hooks(store))
+    handshakes.register("SEND", send_hooks(store))
+    handshakes.register("RESERVE", reserve_hooks(store))
+    handshakes.register("ACCOUNT", account_hooks(store))
+    reserves = Reserves(store, license, clock, handshakes)
+    per_user = PerUserCodes(store, license, clock, handshakes)
+    connection_limits = ConnectionLimits(store, clock, settings)  # S3 for D1
+    api = DeviceApi(
+        access=Access(store),
+        accounts=Accounts(store, license, clock, settings, per_user),
+        devices=Devices(
+            store, license, clock, settings, handshakes, reserves, per_user, connection_limits
+        ),
+        activation=Activation(store, license, clock, handshakes),
+        deliveries=Deliveries(store, license, clock, settings, handshakes, per_user),
+        license_keys=LicenseKeys(store, license, clock, reserves),
+    )
+    return Domain(store, handshakes, reserves, per_user, connection_limits, api)
 
 
 def build(settings: Settings, clock: Clock | None = None) -> Running:
@@ -41,12 +90,12 @@ def build(settings: Settings, clock: Clock | None = None) -> Running:
         cache_size=settings.code_cache_size,
         cache_max_age=settings.code_cache_max_age,
     )
-    api = DeviceApi(store=store, clock=clock, license=license_peer, settings=settings)
+    domain = build_domain(store, clock, license_peer, settings)
     running = create_server(
         address=settings.listen,
         domain=DOMAIN,
         resolver=auth.chain(tokens.resolve, store.resolve_credential),
-        register=lambda server: pb_grpc.add_DeviceServiceServicer_to_server(api, server),
+        register=lambda server: pb_grpc.add_DeviceServiceServicer_to_server(domain.api, server),
         service_names=[SERVICE_NAME],
         workers=settings.workers,
         log_calls=settings.log_calls,
@@ -54,9 +103,9 @@ def build(settings: Settings, clock: Clock | None = None) -> Running:
     # Recovery at start-up runs in the sweeper's first pass, so an unreachable
     # license service does not delay serving (H4).
     retention = store.retention_rules(timedelta(hours=settings.retention_hours))
-    pruner = Pruner(store, (*retention, api.connection_limits.prune_rule()))
+    pruner = Pruner(store, (*retention, domain.connection_limits.prune_rule()))
     sweeper = Sweeper(
-        api.handshakes, settings.sweep_interval, [api.reserves.take_over_due], pruner=pruner
+        domain.handshakes, settings.sweep_interval, [domain.reserves.take_over_due], pruner=pruner
     )
     sweeper.start()
     running.on_stop.extend([sweeper.stop, license_peer.close, store.close])

@@ -11,8 +11,9 @@ import json
 import secrets
 import sqlite3
 import threading
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from device_service import rules
 from device_service.check_in_cache import WATCHED, CheckInCache, CheckInView
@@ -25,6 +26,7 @@ from keyslot_server.retention import HISTORY, Prune
 PENDING, ACTIVE, RELEASED = "PENDING", "ACTIVE", "RELEASED"
 
 Row = dict[str, Any]
+T = TypeVar("T")
 
 # Resolved credentials kept in memory (about 300 B each); emptied when full.
 PRINCIPAL_CACHE_SIZE = 50_000
@@ -379,6 +381,275 @@ class DeviceStore(Database):
             )
         return None
 
+    # --- accounts, members and connection codes (D1) ------------------------------------
+
+    def create_account(
+        self, account_id: str, display_name: str, kind: int, token: str, now_us: int
+    ) -> Row:
+        """An account and its credential, in one write; returns the account."""
+        with self.write() as db:
+            db["accounts"].insert(
+                {
+                    "account_id": account_id,
+                    "display_name": display_name,
+                    "kind": kind,
+                    "create_us": now_us,
+                }
+            )
+            self.add_credential(token, "account", account_id, now_us)
+        row = self.account(account_id)
+        assert row is not None
+        return row
+
+    def add_member(self, member: Row, token: str, role_name: str) -> Row:
+        """A console member and its credential, in one write; returns the member."""
+        with self.write() as db:
+            db["members"].insert(member)
+            self.add_credential(
+                token,
+                "member",
+                member["account_id"],
+                member["create_us"],
+                member_id=member["member_id"],
+                role=role_name,
+            )
+        row = self.member(member["member_id"])
+        assert row is not None
+        return row
+
+    def member(self, member_id: str) -> Row | None:
+        return self.one("SELECT * FROM members WHERE member_id = ?", (member_id,))
+
+    def create_connection_code(
+        self, code_hash: str, account_id: str, create_us: int, expire_us: int
+    ) -> None:
+        """Stores a connection code by its hash (D1)."""
+        with self.write() as db:
+            db["connection_codes"].insert(
+                {
+                    "code_hash": code_hash,
+                    "account_id": account_id,
+                    "create_us": create_us,
+                    "expire_us": expire_us,
+                    "used_us": None,
+                    "device_id": None,
+                }
+            )
+
+    def connection_code(self, code_hash: str) -> Row | None:
+        return self.one("SELECT * FROM connection_codes WHERE code_hash = ?", (code_hash,))
+
+    def connect_device(
+        self,
+        code_hash: str,
+        device: Row,
+        token: str,
+        now_us: int,
+        check: Callable[[Row | None], None],
+    ) -> Row:
+        """Uses a connection code for a new device and issues its credential, in one write.
+
+        ``check`` refuses the code as read under the write lock (unknown, used,
+        expired); the device joins the code's account. Returns the device.
+        """
+        with self.write() as db:
+            code = self.connection_code(code_hash)
+            check(code)
+            assert code is not None
+            device_id = device["device_id"]
+            db["connection_codes"].update(code_hash, {"used_us": now_us, "device_id": device_id})
+            db["devices"].insert({**device, "account_id": code["account_id"]})
+            self.add_credential(token, "device", code["account_id"], now_us, device_id=device_id)
+        row = self.device(device_id)
+        assert row is not None
+        return row
+
+    def disconnect_device(
+        self, device_id: str, now_us: int, fence: Callable[[], list[str]]
+    ) -> list[str]:
+        """Disconnects a device in one write (the D3 fence); returns what ``fence`` returns.
+
+        Inside the transaction that sets disconnect_time: every slot of the
+        device is released, ``fence`` runs (the handshakes' and the reserve's
+        part), and the device's credentials stop working. A concurrent
+        disconnect that won leaves nothing to do ([]).
+        """
+        with self.write() as db:
+            device = self.device(device_id)
+            if device is None or device["disconnect_us"] is not None:
+                return []
+            db["devices"].update(
+                device_id, {"disconnect_us": now_us, "update_us": now_us, "current_code": ""}
+            )
+            self.set_slot_state("device_id = ?", (device_id,), RELEASED, now_us)
+            decided = fence()
+            self.revoke_device_credentials(device_id)
+        return decided
+
+    def count_failures(self, charges: list[Callable[[], T]]) -> list[T]:
+        """Charges failure budgets (keyslot_server.budget) in one write: an unknown
+        connection code counts on every budget or on none (S3)."""
+        with self.write():
+            return [charge() for charge in charges]
+
+    # --- listings (page tokens are offsets, rules.page_offset) ---------------------------
+
+    def _page(
+        self,
+        sql: str,
+        params: tuple,
+        page_size: int,
+        page_token: str,  # type: ignore[type-arg]
+    ) -> tuple[list[Row], str]:
+        """One page of a query ordered stably; returns rows and the next token."""
+        size = rules.page_size(page_size)
+        offset = rules.page_offset(page_token)
+        rows = self.query(f"{sql} LIMIT ? OFFSET ?", (*params, size + 1, offset))
+        return rows[:size], rules.next_page_token(offset, size, len(rows))
+
+    def list_devices(
+        self, account_id: str, page_size: int, page_token: str
+    ) -> tuple[list[Row], str]:
+        """The account's connected devices, the first connected first."""
+        return self._page(
+            "SELECT * FROM devices WHERE account_id = ? AND disconnect_us IS NULL"
+            " ORDER BY connect_us, device_id",
+            (account_id,),
+            page_size,
+            page_token,
+        )
+
+    def list_subscriptions(
+        self, account_id: str, page_size: int, page_token: str
+    ) -> tuple[list[Row], str]:
+        """The account's subscriptions, the first added first."""
+        return self._page(
+            "SELECT * FROM subscriptions WHERE account_id = ? ORDER BY add_us, code",
+            (account_id,),
+            page_size,
+            page_token,
+        )
+
+    def list_deliveries(
+        self,
+        *,
+        account_id: str = "",
+        device_id: str = "",
+        state: str = "",
+        page_size: int,
+        page_token: str,
+    ) -> tuple[list[Row], str]:
+        """An account's or a device's deliveries (optionally in one state), newest first."""
+        if account_id:
+            where, params = "account_id = ?", (account_id,)
+        else:
+            where, params = "device_id = ?", (device_id,)
+        if state:
+            where += " AND state = ?"
+            params += (state,)
+        return self._page(
+            f"SELECT * FROM deliveries WHERE {where} ORDER BY create_us DESC, rowid DESC",
+            params,
+            page_size,
+            page_token,
+        )
+
+    def list_outbox(self, page_size: int, page_token: str) -> tuple[list[Row], str]:
+        """Every outgoing message, the oldest first."""
+        return self._page(
+            "SELECT * FROM outbox ORDER BY create_us, rowid", (), page_size, page_token
+        )
+
+    # --- subscriptions -----------------------------------------------------------------
+
+    def add_subscription(self, account_id: str, code: str, now_us: int) -> bool:
+        """Puts a code on the account; False when it is there already (read in the write)."""
+        with self.write() as db:
+            if self.subscription(account_id, code):
+                return False
+            db["subscriptions"].insert({"account_id": account_id, "code": code, "add_us": now_us})
+        return True
+
+    def subscription_devices(
+        self, account_id: str, code: str
+    ) -> list[tuple[Row, Row | None, Row | None]]:
+        """The account's devices holding a slot of ``code`` or sent it: each with its
+        latest slot and delivery of the code."""
+        devices = self.query(
+            "SELECT * FROM devices WHERE account_id = ? AND device_id IN ("
+            " SELECT device_id FROM slots WHERE code = ? AND state != 'RELEASED'"
+            " UNION SELECT device_id FROM deliveries WHERE code = ? AND account_id = ?)"
+            " ORDER BY connect_us, device_id",
+            (account_id, code, code, account_id),
+        )
+        out = []
+        for d in devices:
+            slot = self.one(
+                "SELECT * FROM slots WHERE code = ? AND device_id = ?"
+                " ORDER BY state = 'RELEASED', state_us DESC LIMIT 1",
+                (code, d["device_id"]),
+            )
+            delivery = self.one(
+                "SELECT * FROM deliveries WHERE code = ? AND device_id = ?"
+                " ORDER BY create_us DESC, rowid DESC LIMIT 1",
+                (code, d["device_id"]),
+            )
+            out.append((d, slot, delivery))
+        return out
+
+    def devices_without_code(self, account_id: str) -> list[Row]:
+        """The account's connected devices with no current code of their own (D11)."""
+        return self.query(
+            "SELECT * FROM devices WHERE account_id = ? AND disconnect_us IS NULL"
+            " AND current_code = '' ORDER BY connect_us, device_id",
+            (account_id,),
+        )
+
+    def remove_subscription(self, account_id: str, code: str, now_us: int) -> bool:
+        """Takes a code off the account and frees the account's own slot of it (a
+        per-user code, D11), in one write; False when the code was not on it."""
+        with self.write() as db:
+            if self.subscription(account_id, code) is None:
+                return False
+            db.execute(
+                "DELETE FROM subscriptions WHERE account_id = ? AND code = ?", (account_id, code)
+            )
+            # Devices keep the codes they hold.
+            self.set_slot_state("device_id = ? AND code = ?", (account_id, code), RELEASED, now_us)
+        return True
+
+    def add_per_user_subscription(self, account_id: str, code: str, now_us: int) -> None:
+        """Records a per-user code on the account (D11; inside its handshake's commit)."""
+        with self.write() as db:
+            db["subscriptions"].insert(
+                {"account_id": account_id, "code": code, "add_us": now_us, "per_user": 1}
+            )
+
+    # --- deliveries (D4) -----------------------------------------------------------------
+
+    def insert_delivery(self, row: Row) -> None:
+        with self.write() as db:
+            db["deliveries"].insert(row)
+
+    def end_delivery(
+        self, delivery_id: str, state: str, now_us: int, failure_reason: str | None = None
+    ) -> None:
+        """Moves a delivery to its end state (DELIVERED, CANCELLED, EXPIRED, FAILED)."""
+        values: Row = {"state": state, "end_us": now_us}
+        if failure_reason is not None:
+            values["failure_reason"] = failure_reason
+        with self.write() as db:
+            db["deliveries"].update(delivery_id, values)
+
+    # --- outgoing mail (D2) ---------------------------------------------------------------
+
+    def add_outbox_message(self, row: Row, check: Callable[[], None]) -> None:
+        """Records a mail; ``check`` runs under the insert's write lock (the send limits),
+        so parallel sends cannot both pass it."""
+        with self.write() as db:
+            check()
+            db["outbox"].insert(row)
+
     # --- reads -----------------------------------------------------------------------
 
     def account(self, account_id: str) -> Row | None:
@@ -528,6 +799,7 @@ class DeviceStore(Database):
         state: str = PENDING,
         handshake_id: str = "",
         for_account: bool = False,
+        then: Callable[[], None] | None = None,
     ) -> str:
         """Claims a slot of ``code`` for ``device_id`` or refuses NO_FREE_SLOTS (D3).
 
@@ -538,7 +810,8 @@ class DeviceStore(Database):
         and the insert run in one BEGIN IMMEDIATE transaction (joined if the
         caller already holds one),
         so concurrent claims serialise on SQLite's write lock and never
-        exceed ``max_devices``.
+        exceed ``max_devices``. ``then`` runs in the same transaction after the
+        insert (a handshake's step change that must happen with the claim).
         """
         with self.write() as db:
             # The disconnect fence (D3): a slot is claimed only for a connected device,
@@ -582,6 +855,8 @@ class DeviceStore(Database):
                     "handshake_id": handshake_id,
                 }
             )
+            if then is not None:
+                then()
             return slot_id
 
     def set_slot_state(self, where: str, params: tuple, state: str, now_us: int) -> int:  # type: ignore[type-arg]
@@ -592,6 +867,116 @@ class DeviceStore(Database):
                 (state, now_us, *params),
             )
             return cur.rowcount
+
+    # --- handshakes (H1-H4) -------------------------------------------------------------
+
+    def insert_handshake(self, row: Row) -> None:
+        """Writes a handshake's intent row."""
+        with self.write() as db:
+            db["handshakes"].insert(row)
+
+    def move_handshake(self, handshake_id: str, frm: tuple[str, ...], values: Row) -> bool:
+        """Compare-and-set of a handshake's step: sets ``values`` only while its step is
+        one of ``frm``; False when another writer moved it first."""
+        cols = ", ".join(f"{k} = ?" for k in values)
+        marks = ", ".join("?" for _ in frm)
+        with self.write() as db:
+            cur = db.execute(
+                f"UPDATE handshakes SET {cols} WHERE handshake_id = ? AND step IN ({marks})",
+                (*values.values(), handshake_id, *frm),
+            )
+            return cur.rowcount == 1
+
+    def update_handshake(self, handshake_id: str, values: Row) -> None:
+        with self.write() as db:
+            db["handshakes"].update(handshake_id, values)
+
+    def note_grant(self, handshake_id: str, grant_id: str) -> None:
+        """Records the grant a prepare made, unless the row already names one."""
+        with self.write() as db:
+            db.execute(
+                "UPDATE handshakes SET grant_id = ? WHERE handshake_id = ? AND grant_id = ''",
+                (grant_id, handshake_id),
+            )
+
+    def handshakes_of(self, device_id: str, steps: tuple[str, ...]) -> list[str]:
+        """The ids of a holder's handshakes in one of ``steps``."""
+        marks = ", ".join("?" for _ in steps)
+        rows = self.query(
+            f"SELECT handshake_id FROM handshakes WHERE device_id = ? AND step IN ({marks})",
+            (device_id, *steps),
+        )
+        return [r["handshake_id"] for r in rows]
+
+    def unfinished_handshakes(self) -> list[Row]:
+        """Every handshake not yet ended (id, step, purpose), the oldest first."""
+        return self.query(
+            "SELECT handshake_id, step, purpose FROM handshakes"
+            " WHERE step IN ('PREPARING', 'PREPARED', 'COMMITTING', 'ABORTING')"
+            " ORDER BY create_us"
+        )
+
+    def handshakes_past_deadline(self, now_us: int) -> list[str]:
+        """PREPARED handshakes whose deadline (the delivery window, D4) has passed."""
+        rows = self.query(
+            "SELECT handshake_id FROM handshakes WHERE step = 'PREPARED'"
+            " AND deadline_us IS NOT NULL AND deadline_us <= ?",
+            (now_us,),
+        )
+        return [r["handshake_id"] for r in rows]
+
+    # --- reserves (D8-D10) ---------------------------------------------------------------
+
+    def insert_reserve(self, row: Row) -> None:
+        with self.write() as db:
+            db["reserves"].insert(row)
+
+    def update_reserve(self, reserve_id: str, values: Row) -> None:
+        with self.write() as db:
+            db["reserves"].update(reserve_id, values)
+
+    def end_live_reserve(self, reserve_id: str, state: str, now_us: int) -> None:
+        """A live (WAITING or FAILED) reserve moves to ``state``; any other stays."""
+        with self.write() as db:
+            fresh = self.reserve(reserve_id)
+            if fresh is not None and fresh["state"] in ("WAITING", "FAILED"):
+                db["reserves"].update(reserve_id, {"state": state, "state_us": now_us})
+
+    def fail_reserve(self, reserve_id: str, reason: str, message: str, now_us: int) -> None:
+        """A live reserve fails with the reason (one removed or activated meanwhile stays)."""
+        with self.write() as db:
+            db.execute(
+                "UPDATE reserves SET state = 'FAILED', failure_reason = ?, failure_message = ?,"
+                " state_us = ? WHERE reserve_id = ? AND state IN ('WAITING', 'FAILED')",
+                (reason, message, now_us, reserve_id),
+            )
+
+    def fail_waiting_reserve(self, device_id: str, reason: str, message: str, now_us: int) -> None:
+        """The device's WAITING reserve fails (inside DisconnectDevice's write)."""
+        with self.write() as db:
+            db.execute(
+                "UPDATE reserves SET state = 'FAILED', failure_reason = ?, failure_message = ?,"
+                " state_us = ? WHERE device_id = ? AND state = 'WAITING'",
+                (reason, message, now_us, device_id),
+            )
+
+    def set_takeover_moment(
+        self, reserve_id: str, takeover_us: int, *, waiting_only: bool = False
+    ) -> None:
+        """When the sweeper looks at the reserve next (D9)."""
+        with self.write() as db:
+            db.execute(
+                "UPDATE reserves SET takeover_us = ? WHERE reserve_id = ?"
+                + (" AND state = 'WAITING'" if waiting_only else ""),
+                (takeover_us, reserve_id),
+            )
+
+    def due_reserves(self, now_us: int) -> list[Row]:
+        """The sweeper's take-overs (with the device's current code): those to run at
+        once, then those whose moment came."""
+        # Two searches of reserves_due (state, takeover_us): with the two moments
+        # OR-ed in one WHERE, SQLite read every WAITING reserve on every pass.
+        return self.query(DUE_AT_ONCE) + self.query(DUE_BY, (now_us,))
 
     # --- idempotent calls (H1) ----------------------------------------------------------
 
@@ -736,6 +1121,15 @@ class DeviceStore(Database):
                 index="outbox_gone",
             ),
         )
+
+
+# The sweeper's due take-overs (due_reserves): those to run at once, then those whose moment came.
+_DUE = (
+    "SELECT r.*, d.current_code FROM reserves r JOIN devices d USING (device_id)"
+    " WHERE r.state = 'WAITING' AND d.disconnect_us IS NULL AND r.takeover_us "
+)
+DUE_AT_ONCE = _DUE + "IS NULL"
+DUE_BY = _DUE + "<= ? ORDER BY r.takeover_us"
 
 
 # The reserve shown with a device (``r`` joined with its device ``d``, by ``r.device_id = ?``).

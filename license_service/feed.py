@@ -7,6 +7,8 @@ did not within ``ack_timeout`` (their watcher drops its cache when its
 stream ends). So when a code-changing call answers, no watcher still serves
 the old code from its cache: a check-in right after a BlockCode sees the
 block.
+
+``watch_code_changes`` is the stream of one WatchCodeChanges call over the feed.
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from keyslot.license.v1 import license_service_pb2 as pb
+
+from license_service.codes import format_code
 
 log = logging.getLogger("keyslot.feed")
 
@@ -113,3 +120,36 @@ class CodeFeed:
             watches, self._watches = list(self._watches), set()
         for watch in watches:
             watch.close()
+
+
+def watch_code_changes(feed: CodeFeed, requests: Iterator[Any], context: Any) -> Iterator[Any]:
+    """One WatchCodeChanges stream: opens a watch, reads the acknowledgements on a
+    thread of their own, and answers the watch's batches until either side ends."""
+    watch = feed.open()
+    context.add_callback(lambda: feed.remove(watch))
+    threading.Thread(
+        target=_read_acks, args=(requests, watch), name="watch-acks", daemon=True
+    ).start()
+    return _watch_responses(watch, context, feed)
+
+
+def _read_acks(requests: Iterator[Any], watch: Watch) -> None:
+    """Applies the watcher's acknowledgements until its side of the stream ends."""
+    try:
+        for request in requests:
+            watch.ack(request.ack_sequence)
+    except Exception:  # noqa: BLE001 - a broken stream only ends the watch
+        pass
+    watch.close()
+
+
+def _watch_responses(watch: Watch, context: Any, feed: CodeFeed) -> Iterator[Any]:
+    try:
+        yield pb.WatchCodeChangesResponse(sequence=1)
+        while context.is_active() and not watch.closed:
+            batch = watch.next_batch(timeout=0.5)
+            if batch is not None:
+                codes = [format_code(code) for code in batch[1]]  # as in Code.code
+                yield pb.WatchCodeChangesResponse(sequence=batch[0], codes=codes)
+    finally:
+        feed.remove(watch)

@@ -1,7 +1,9 @@
 """License operations: domain rules applied inside store transactions.
 
 Each method takes plain values and returns domain records; ``api.py`` converts
-proto messages to and from them. Every write re-evaluates the code at ``now``
+proto messages to and from them (``convert.py``). The look-ups a caller could
+guess with (S2, S3) go through ``lookups.py``; request ids (H1) through
+``request_log.py``. Every write re-evaluates the code at ``now``
 first (``apply_due_renewals``) so automatic renewals due before a change are
 applied exactly once, whoever comes first: the sweeper, a read or a write (L4).
 """
@@ -21,6 +23,7 @@ from license_service.codes import generate_code
 from license_service.errors import LicenseError
 from license_service.products import Product
 from license_service.store import LicenseStore
+from license_service.support import SupportRequest
 from license_service.terms import CodeRecord
 
 log = logging.getLogger("keyslot.license")
@@ -67,6 +70,12 @@ class LicenseOps:
                 metadata={"productId": product.product_id},
             )
         return product
+
+    def list_products(self, after: str, page_size: int) -> tuple[list[Product], str | None]:
+        """One page of products by id after ``after``; the last id when more follow."""
+        found = self.store.list_products(after, page_size + 1)
+        page = found[:page_size]
+        return page, (page[-1].product_id if len(found) > page_size else None)
 
     def get_product(self, product_id: str) -> Product:
         product = self.store.get_product(product_id)
@@ -175,6 +184,14 @@ class LicenseOps:
                 return False
             after = self._load_for_write(code, None, now)
         return after != before
+
+    # --- support requests (L8) ----------------------------------------------------------------
+
+    def file_support_request(self, caller: str, request: SupportRequest) -> SupportRequest:
+        """Stores a support request from ``caller``; returns it with its new id."""
+        filed = replace(request, support_request_id="sr_" + secrets.token_hex(10))
+        self.store.insert_support_request(caller, filed)
+        return filed
 
     # --- grants (H1-H3) ---------------------------------------------------------------------
 

@@ -14,6 +14,9 @@ from keyslot_server.retention import Pruner
 from keyslot_server.server import Running, create_server
 from license_service.api import LicenseApi
 from license_service.errors import DOMAIN
+from license_service.lookups import CodeLookups
+from license_service.ops import LicenseOps
+from license_service.request_log import RequestLog
 from license_service.settings import Settings
 from license_service.store import LicenseStore
 from license_service.sweeper import Sweeper
@@ -29,7 +32,14 @@ def build(settings: Settings, clock: Clock | None = None) -> Running:
     tokens = auth.TokenFile.load(settings.tokens_file)
     window = timedelta(seconds=settings.lookup_window)
     lookups = FailureBudget(store, settings.lookup_budget, window)  # S3, in the database
-    api = LicenseApi(store=store, clock=clock, lookups=lookups)
+    ops = LicenseOps(store)
+    api = LicenseApi(
+        ops=ops,
+        lookups=CodeLookups(ops, lookups),
+        requests=RequestLog(store, clock),
+        feed=store.feed,
+        clock=clock,
+    )
     running = create_server(
         address=settings.listen,
         domain=DOMAIN,
@@ -41,7 +51,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Running:
     )
     retention = store.retention_rules(timedelta(hours=settings.retention_hours))
     pruner = Pruner(store, (*retention, lookups.prune_rule()))
-    sweeper = Sweeper(api.ops, clock, settings.sweep_interval, pruner)
+    sweeper = Sweeper(ops, clock, settings.sweep_interval, pruner)
     sweeper.start()
     # The sweeper stops before the store closes under it.
     running.on_stopping.append(store.feed.close)  # watches would hold the grace period

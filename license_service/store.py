@@ -12,6 +12,7 @@ from keyslot_server.timeconv import from_epoch_us, to_epoch_us
 from license_service.feed import CodeFeed
 from license_service.grants import GrantRecord
 from license_service.products import Product
+from license_service.support import SupportRequest
 from license_service.terms import CodeRecord, expire_at
 
 # record field -> stored column (epoch microseconds)
@@ -428,9 +429,20 @@ class LicenseStore(Database):
 
     # --- support requests (L8) ------------------------------------------------------------
 
-    def insert_support_request(self, row: dict[str, Any]) -> None:
+    def insert_support_request(self, principal: str, request: SupportRequest) -> None:
         with self.write() as db:
-            db["support_requests"].insert(row)
+            db["support_requests"].insert(
+                {
+                    "support_request_id": request.support_request_id,
+                    "principal": principal,
+                    "reason": request.reason,
+                    "purchase_date": request.purchase_date,
+                    "full_name": request.full_name,
+                    "email": request.email,
+                    "order_number": request.order_number,
+                    "create_us": to_epoch_us(request.create_time),
+                }
+            )
 
     # --- retention (what history is kept, and for how long) ------------------------------
 

@@ -10,8 +10,7 @@ import pytest
 from device_service import rules
 from device_service import store as store_module
 from device_service.errors import DeviceError
-from device_service.reserve import DUE_AT_ONCE, DUE_BY
-from device_service.store import DeviceStore
+from device_service.store import DUE_AT_ONCE, DUE_BY, DeviceStore
 from keyslot_server.auth import hash_token
 from tests.unit.device_rows import device_row, reserve_row
 

@@ -22,7 +22,7 @@ from keyslot.device.v1 import device_service_pb2 as pb
 from device_service import handshake as hs
 from device_service.api import DeviceApi
 from device_service.errors import DeviceError
-from device_service.server import Settings
+from device_service.server import Domain, Settings, build_domain
 from device_service.store import DeviceStore, new_id
 from keyslot_server import auth
 from keyslot_server.auth import Principal
@@ -45,7 +45,11 @@ class World:
     clock: FixedClock
     license: FakeLicense
     store: DeviceStore
-    api: DeviceApi
+    domain: Domain
+
+    @property
+    def api(self) -> DeviceApi:
+        return self.domain.api
 
     def later(self, **delta: float) -> None:
         self.clock.set(self.clock.now() + timedelta(**delta))
@@ -126,7 +130,7 @@ class World:
             self.api.CompleteDelivery(request, None)
 
     def add_reserve(self, device_id: str, code: str) -> Row:
-        return self.api.reserves.add(self.row(device_id), code, "DEVICE", "")
+        return self.domain.reserves.add(self.row(device_id), code, "DEVICE", "")
 
     @contextmanager
     def as_device(self, device_id: str) -> Iterator[None]:
@@ -164,9 +168,9 @@ def world(tmp_path: Path) -> Iterator[World]:
     fake.add_code(PER_USER, max_devices=1, slot_kind="PER_USER")
     # Local and throw-away: no fsync per transaction.
     store = DeviceStore(str(tmp_path / "device.db"), synchronous="OFF")
-    api = DeviceApi(store=store, clock=clock, license=fake, settings=Settings())
+    domain = build_domain(store, clock, fake, Settings())
     try:
-        yield World(clock, fake, store, api)
+        yield World(clock, fake, store, domain)
     finally:
         store.close()
 
@@ -264,9 +268,9 @@ def test_d4_h2_a_delivery_not_completed_in_its_window_expires(world: World) -> N
     world.subscribe(account, CODE_A)
     delivery = world.send(account, CODE_A, device)
     world.later(hours=23)
-    assert world.api.handshakes.expire_due() == 0
+    assert world.domain.handshakes.expire_due() == 0
     world.later(hours=1)  # the default window is 24 h
-    assert world.api.handshakes.expire_due() == 1
+    assert world.domain.handshakes.expire_due() == 1
     assert world.store.delivery(delivery["delivery_id"])["state"] == "EXPIRED"  # type: ignore[index]
     assert world.slot_states(CODE_A) == {}
     assert world.license.grant_of(CODE_A, device).state == "ABORTED"
@@ -281,7 +285,7 @@ def test_h2_a_commit_after_the_grant_deadline_ends_the_delivery_expired(world: W
     world.license.fail_next("commit_grant")
     assert refusal_of(lambda: world.complete(delivery)) == "LICENSE_SERVICE_UNAVAILABLE"
     world.later(hours=25)  # the license side lets the grant lapse meanwhile
-    world.api.handshakes.recover()
+    world.domain.handshakes.recover()
     assert world.store.delivery(delivery["delivery_id"])["state"] == "EXPIRED"  # type: ignore[index]
     assert world.slot_states(CODE_A) == {}
     assert world.row(device)["current_code"] == ""
@@ -334,7 +338,7 @@ def test_h4_commit_unanswered_stays_committing_and_recovery_finishes_it(
     assert refusal_of(lambda: world.complete(delivery)) == "LICENSE_SERVICE_UNAVAILABLE"
     assert world.store.handshake(delivery["handshake_id"])["step"] == hs.COMMITTING  # type: ignore[index]
     assert world.slot_states(CODE_A) == {device: "PENDING"}
-    assert world.api.handshakes.recover() == 1
+    assert world.domain.handshakes.recover() == 1
     assert world.store.handshake(delivery["handshake_id"])["step"] == hs.COMMITTED  # type: ignore[index]
     assert world.store.delivery(delivery["delivery_id"])["state"] == "DELIVERED"  # type: ignore[index]
     assert world.row(device)["current_code"] == CODE_A
@@ -347,7 +351,7 @@ def test_h4_prepare_unanswered_is_undone_by_recovery(world: World) -> None:
     device = world.device(world.account())
     world.license.fail_next("prepare_grant", after=True)  # a grant exists; its answer is lost
     assert refusal_of(lambda: world.activate(device, CODE_A)) == "LICENSE_SERVICE_UNAVAILABLE"
-    assert world.api.handshakes.recover() == 1
+    assert world.domain.handshakes.recover() == 1
     assert world.license.grant_of(CODE_A, device).state == "ABORTED"
     assert world.slot_states(CODE_A) == {}
     assert world.row(device)["current_code"] == ""
@@ -363,9 +367,9 @@ def test_d9_the_reserve_takes_over_when_the_current_code_expires(world: World) -
     assert reserve["state"] == "WAITING"
     assert world.slot_states(CODE_B) == {}  # a waiting reserve holds no slot
     world.later(days=29)
-    assert world.api.reserves.take_over_due() == 0
+    assert world.domain.reserves.take_over_due() == 0
     world.later(days=1)
-    assert world.api.reserves.take_over_due() == 1
+    assert world.domain.reserves.take_over_due() == 1
     assert world.store.reserve(reserve["reserve_id"])["state"] == "ACTIVATED"  # type: ignore[index]
     assert world.row(device)["current_code"] == CODE_B
     assert world.slot_states(CODE_B) == {device: "ACTIVE"}
@@ -382,12 +386,12 @@ def test_d10_a_failed_take_over_can_be_tried_again(world: World) -> None:
     reserve = world.add_reserve(device, CODE_B)
     world.activate(other, CODE_B)  # takes the reserve code's only slot
     world.later(days=30)
-    world.api.reserves.take_over_due()
+    world.domain.reserves.take_over_due()
     failed = world.store.reserve(reserve["reserve_id"])
     assert failed is not None
     assert (failed["state"], failed["failure_reason"]) == ("FAILED", "NO_FREE_SLOTS")
     assert world.row(device)["current_code"] == CODE_A
-    assert world.api.reserves.take_over_due() == 0  # only the app's try-again runs it now
+    assert world.domain.reserves.take_over_due() == 0  # only the app's try-again runs it now
     with as_portal(account):
         world.api.DisconnectDevice(pb.DisconnectDeviceRequest(device_id=other), None)
     with world.as_device(device):
@@ -421,7 +425,7 @@ def test_h3_a_reserve_blocked_before_its_take_over_fails_with_the_reason(world: 
     reserve = world.add_reserve(device, CODE_B)
     world.license.block(CODE_B)
     world.later(days=30)
-    world.api.reserves.take_over_due()
+    world.domain.reserves.take_over_due()
     failed = world.store.reserve(reserve["reserve_id"])
     assert failed is not None
     assert (failed["state"], failed["failure_reason"]) == ("FAILED", "CODE_BLOCKED")
@@ -436,17 +440,17 @@ def test_h3_a_reserve_blocked_before_its_take_over_fails_with_the_reason(world: 
 def test_d11_a_per_user_code_takes_one_account_slot_and_a_subscription(world: World) -> None:
     account, other = world.account(), world.account()
     device = world.device(account)
-    added = world.api.per_user.add(world.store.account(account), PER_USER, "PORTAL", "", "r1")  # type: ignore[arg-type]
+    added = world.domain.per_user.add(world.store.account(account), PER_USER, "PORTAL", "", "r1")  # type: ignore[arg-type]
     assert (added["account_id"], added["per_user"]) == (account, 1)
     assert world.slot_states(PER_USER) == {account: "ACTIVE"}  # held by the account
     assert world.license.codes[PER_USER].first_activate_time == START  # L1
     # The account's device without a code of its own uses it, without a slot of its own.
-    used = world.api.per_user.code_for(world.row(device))
+    used = world.domain.per_user.code_for(world.row(device))
     assert used is not None and used.code == PER_USER
     # max devices counts accounts: a second account finds no free slot.
     second = world.store.account(other)
     assert second is not None
-    add = world.api.per_user.add
+    add = world.domain.per_user.add
     assert refusal_of(lambda: add(second, PER_USER, "PORTAL", "", "r2")) == "NO_FREE_SLOTS"
     assert world.license.grant_of(PER_USER, other).state == "ABORTED"
     # H1: the first account's retry gets its first answer, not a second slot.
