@@ -14,7 +14,7 @@ from device_service.errors import DeviceError
 from device_service.peer import LicensePeer
 from device_service.store import DeviceStore, new_id
 from keyslot_server.clock import Clock
-from keyslot_server.errors import Code
+from keyslot_server.requests import Key, Record, fingerprint, stored
 from keyslot_server.timeconv import to_epoch_us
 
 Row = dict[str, Any]
@@ -58,27 +58,21 @@ class Activation:
     def activate(self, device: Row, code: str, request_id: str) -> tuple[Row, lpb.Code]:
         """Activates ``code`` on the (connected, calling) device; returns the device after
         it and the code. A request id replays the first answer (H1)."""
-        request_id = request_id or secrets.token_hex(16)
-        scope = f"activate:{device['device_id']}"
-        with self.handshakes.owned(f"req:{scope}:{request_id}"):
-            rec = self.store.outcomes(scope, request_id).get(0)
+        key = Key(device["device_id"], "ActivateDevice", request_id or secrets.token_hex(16))
+        print_ = fingerprint(code)
+        requests = self.handshakes.requests
+        with requests.exclusive(key):
+            rec = requests.records(key, print_).get(0)
             if rec is not None:
-                if rec["fingerprint"] != code:
-                    raise DeviceError(
-                        "REQUEST_ID_REUSED",
-                        "the request id was used with another code",
-                        Code.ALREADY_EXISTS,
-                        metadata={"requestId": request_id},
-                    )
                 replay = self._replay(rec)
                 if replay is not None:
                     return replay
-            return self._activate(scope, request_id, device, code)
+            return self._activate(key, print_, device, code, after=rec.ref if rec else "")
 
-    def _replay(self, rec: Row) -> tuple[Row, lpb.Code] | None:
-        if rec["reason"]:
-            raise DeviceError.refused(rec["reason"], rec["message"])
-        hid = rec["handshake_id"]
+    def _replay(self, rec: Record) -> tuple[Row, lpb.Code] | None:
+        if rec.status is not None:
+            raise self.handshakes.requests.replayed(rec)
+        hid = rec.ref
         with self.handshakes.owned(hid):
             step = self.handshakes.settle(hid)
         row = self.handshakes.row(hid)
@@ -89,9 +83,9 @@ class Activation:
         return None  # interrupted or rate-limited earlier: try again
 
     def _activate(
-        self, scope: str, request_id: str, device: Row, code: str
+        self, key: Key, print_: str, device: Row, code: str, after: str
     ) -> tuple[Row, lpb.Code]:
-        record = dict(target=device["device_id"], fingerprint=code, create_us=self.now_us())
+        requests = self.handshakes.requests
         hid = new_id("hs")
         try:
             with self.handshakes.owned(hid):
@@ -103,19 +97,15 @@ class Activation:
                     caller_role="",
                     grant_expire_us=int(to_epoch_us(self.clock.now() + ACTIVATE_HOLD) or 0),
                     handshake_id=hid,
-                    also=lambda hid: self.store.put_outcome(
-                        scope, request_id, 0, handshake_id=hid, **record
-                    ),
+                    also=lambda hid: requests.claim(key, 0, print_, hid, after=after),
                 )
                 # The typed code is a look-up on the account's budget (S3).
                 subject = rules.lookup_subject(device["account_id"])
                 self.handshakes.prepare(hid, row, on_behalf_of=subject)  # ends COMMITTING
                 grant = self.handshakes.commit(hid)
         except DeviceError as err:
-            if err.final:
-                self.store.put_outcome(
-                    scope, request_id, 0, reason=err.reason, message=err.message, **record
-                )
+            if stored(err):
+                requests.finish(key, 0, print_, refusal=err)
             raise
         return self._answer(device["device_id"], grant.code_details)
 

@@ -9,6 +9,7 @@ from device_service import convert, rules
 from device_service.accounts import Accounts, Subscription
 from device_service.api_base import ApiBase
 from device_service.errors import DeviceError
+from keyslot_server import formats
 
 
 def _subscription(s: Subscription) -> pb.Subscription:
@@ -23,7 +24,9 @@ class AccountsApi(ApiBase):
     def CreateAccount(self, request: pb.CreateAccountRequest, context) -> pb.CreateAccountResponse:  # type: ignore[no-untyped-def]
         if not rules.is_service(self.principal()):
             raise DeviceError.denied("only the portal or console service creates accounts")
-        name = rules.display_name(request.account.display_name, "account.display_name")
+        name = formats.require(
+            DeviceError, "account.display_name", rules.display_name, request.account.display_name
+        )
         kind = request.account.kind
         if kind not in (pb.ACCOUNT_KIND_PERSONAL, pb.ACCOUNT_KIND_CONSOLE):
             raise DeviceError.invalid("account.kind", "PERSONAL or CONSOLE required")
@@ -41,7 +44,9 @@ class AccountsApi(ApiBase):
         # Members are added by the backends, the account itself or an administrator.
         if p.kind == "console" and p.member_id and p.role != "ADMINISTRATOR":
             raise DeviceError.denied("only an administrator adds members")
-        name = rules.display_name(request.display_name)
+        name = formats.require(
+            DeviceError, "display_name", rules.display_name, request.display_name
+        )
         if request.role not in (lpb.CONSOLE_ROLE_ADMINISTRATOR, lpb.CONSOLE_ROLE_MEMBER):
             raise DeviceError.invalid("role", "ADMINISTRATOR or MEMBER required")
         role_name = lpb.ConsoleRole.Name(request.role).removeprefix("CONSOLE_ROLE_")
@@ -107,7 +112,7 @@ class AccountsApi(ApiBase):
     ) -> pb.SendDownloadLinkResponse:
         account = self.account_for(request.account_id)
         code = rules.normalize_code(request.code)
-        address = rules.email(request.email)
+        address = formats.require(DeviceError, "email", formats.email, request.email)
         self.subscription_for(account["account_id"], code)
         row = self.accounts.send_download_link(account["account_id"], address)
         return pb.SendDownloadLinkResponse(message=convert.outbox(row))

@@ -8,7 +8,7 @@ from device_service import convert, rules
 from device_service.api_base import ApiBase
 from device_service.devices import Devices
 from device_service.errors import DeviceError
-from keyslot_server import auth
+from keyslot_server import auth, formats
 from keyslot_server.timeconv import timestamp_from_epoch_us, to_timestamp
 
 
@@ -70,7 +70,11 @@ class DevicesApi(ApiBase):
 
     def CheckIn(self, request: pb.CheckInRequest, context) -> pb.CheckInResponse:  # type: ignore[no-untyped-def]
         view = self.own_check_in_view()
-        version = rules.app_version(request.app_version) if request.app_version else ""
+        version = (
+            formats.require(DeviceError, "app_version", formats.app_version, request.app_version)
+            if request.app_version
+            else ""
+        )
         done = self.devices.check_in(view, version)
         view = done.view
         if view.messages is None:  # kept on the view: a kept view is built once

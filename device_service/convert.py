@@ -10,7 +10,7 @@ from keyslot.license.v1 import license_service_pb2 as lpb
 
 from device_service import rules
 from device_service.errors import DeviceError
-from keyslot_server.errors import FieldViolation
+from keyslot_server import formats
 from keyslot_server.timeconv import timestamp_from_epoch_us
 
 if TYPE_CHECKING:
@@ -142,29 +142,18 @@ def send_result(result: SendResult) -> pb.SendResult:
 def connect_fields(request: pb.ConnectDeviceRequest) -> dict[str, Any]:
     """The checked platform, app_version, region and display_name of a ConnectDevice
     request; every field wrong is named at once (INVALID_ARGUMENT)."""
-    violations = []
+    v = formats.Violations(DeviceError)
     if request.platform not in pb.Platform.values() or request.platform == 0:
-        violations.append(("platform", "WINDOWS, MACOS, ANDROID, IOS or LINUX required"))
-    checks = (
-        ("app_version", rules.app_version, request.app_version),
-        ("region", rules.region, request.region),
-        ("display_name", rules.display_name, request.display_name),
-    )
-    values: dict[str, Any] = {}
-    for name, check, value in checks:
-        try:
-            values[name] = check(value)
-        except DeviceError as err:
-            violations.append((name, err.violations[0].description))
-    if violations:
-        raise DeviceError.invalid_many([FieldViolation(f, d) for f, d in violations])
+        v.add("platform", "WINDOWS, MACOS, ANDROID, IOS or LINUX required")
+    values = {name: v.check(name, rule, getattr(request, name)) for name, rule in UPDATABLE.items()}
+    v.raise_if_any()
     return values
 
 
-# UpdateDevice: the fields a mask may name, each with its check.
+# ConnectDevice's checked fields, and those an UpdateDevice mask may name: each its rule.
 UPDATABLE = {
-    "app_version": rules.app_version,
-    "region": rules.region,
+    "app_version": formats.app_version,
+    "region": formats.region,
     "display_name": rules.display_name,
 }
 
@@ -178,5 +167,6 @@ def device_changes(request: pb.UpdateDeviceRequest) -> dict[str, Any]:
     for path in paths:
         if path not in UPDATABLE:
             raise DeviceError.invalid("update_mask", f"{path!r} cannot be changed")
-        changes[path] = UPDATABLE[path](getattr(request.device, path), f"device.{path}")
+        value = getattr(request.device, path)
+        changes[path] = formats.require(DeviceError, f"device.{path}", UPDATABLE[path], value)
     return changes

@@ -8,8 +8,6 @@ window is ``Handshakes.expire_due`` (the sweeper) or CompleteDelivery itself.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -25,7 +23,7 @@ from device_service.per_user import PerUserCodes
 from device_service.settings import Settings
 from device_service.store import DeviceStore, new_id
 from keyslot_server.clock import Clock
-from keyslot_server.errors import Code
+from keyslot_server.requests import Key, Record, fingerprint, stored
 from keyslot_server.timeconv import to_epoch_us
 
 Row = dict[str, Any]
@@ -138,35 +136,29 @@ class Deliveries:
         The request id makes the call idempotent per target (H1): a retry gets
         each target's first answer, and an interrupted target is settled first.
         """
-        scope = f"send:{send.account_id}"
-        fingerprint = hashlib.sha256(json.dumps([send.code, send.device_ids]).encode()).hexdigest()
+        key = Key(send.account_id, "SendSubscription", send.request_id)
+        print_ = fingerprint(send.code, send.device_ids)
+        requests = self.handshakes.requests
         results = []
-        with self.handshakes.owned(f"req:{scope}:{send.request_id}"):
-            recorded = self.store.outcomes(scope, send.request_id)
-            if recorded and any(r["fingerprint"] != fingerprint for r in recorded.values()):
-                raise DeviceError(
-                    "REQUEST_ID_REUSED",
-                    "the request id was used with other parameters",
-                    Code.ALREADY_EXISTS,
-                    metadata={"requestId": send.request_id},
-                )
+        with requests.exclusive(key):
+            recorded = requests.records(key, print_)
             for pos, device_id in enumerate(send.device_ids):
-                replay = self._replay(device_id, recorded.get(pos))
+                rec = recorded.get(pos)
+                replay = self._replay(device_id, rec)
                 if replay is None:
-                    replay = self._send_one(send, scope, pos, fingerprint, device_id)
+                    after = rec.ref if rec else ""
+                    replay = self._send_one(send, key, pos, print_, device_id, after)
                 results.append(replay)
         return results
 
-    def _replay(self, device_id: str, rec: Row | None) -> SendResult | None:
+    def _replay(self, device_id: str, rec: Record | None) -> SendResult | None:
         """The first answer for a target, or None when it must be (re)tried."""
         if rec is None:
             return None
-        if rec["delivery_id"]:
-            return SendResult(device_id, delivery=self.store.delivery(rec["delivery_id"]))
-        if rec["reason"]:
-            meta = json.loads(rec["metadata_json"] or "{}")
-            return SendResult(device_id, refusal=Refusal(rec["reason"], rec["message"], meta))
-        hid = rec["handshake_id"]
+        if rec.status is not None:
+            err = self.handshakes.requests.replayed(rec)
+            return SendResult(device_id, refusal=Refusal(err.reason, err.message, err.metadata))
+        hid = rec.ref
         if not hid:
             return None
         # An earlier attempt was interrupted: settle it, then answer from where it ended.
@@ -178,10 +170,10 @@ class Deliveries:
             return SendResult(device_id, delivery=delivery)
         return None
 
-    def _send_one(
-        self, send: Send, scope: str, pos: int, fingerprint: str, device_id: str
+    def _send_one(  # noqa: PLR0913
+        self, send: Send, key: Key, pos: int, print_: str, device_id: str, after: str
     ) -> SendResult:
-        record = dict(target=device_id, fingerprint=fingerprint, create_us=self.now_us())
+        requests = self.handshakes.requests
         try:
             device = self.store.device(device_id)
             if (
@@ -220,26 +212,16 @@ class Deliveries:
                     deadline_us=deadline,
                     owner_id=delivery_id,
                     handshake_id=hid,
-                    also=lambda hid: self.store.put_outcome(
-                        scope, send.request_id, pos, handshake_id=hid, **record
-                    ),
+                    also=lambda hid: requests.claim(key, pos, print_, hid, after=after),
                 )
                 self.handshakes.prepare(hid, row)
-            # The outcome row already names the handshake, whose owner is the
-            # delivery: a replay finds it from there (_replay), so no
-            # transaction of its own records the delivery id.
+            # The claim already names the handshake, whose owner is the delivery:
+            # a replay finds it from there (_replay), so no transaction of its
+            # own records the delivery id.
             return SendResult(device_id, delivery=self.store.delivery(delivery_id))
         except DeviceError as err:
-            if not err.transient:
-                self.store.put_outcome(
-                    scope,
-                    send.request_id,
-                    pos,
-                    reason=err.reason,
-                    message=err.message,
-                    metadata_json=json.dumps(err.metadata),
-                    **record,
-                )
+            if stored(err):
+                requests.finish(key, pos, print_, refusal=err)
             return SendResult(device_id, refusal=Refusal(err.reason, err.message, err.metadata))
 
     # --- complete (step 2) and cancel (undo) ------------------------------------------------

@@ -44,8 +44,6 @@ it. Whoever commits first wins; the loser is told DEVICE_NOT_CONNECTED.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -59,6 +57,7 @@ from device_service.faults import crash_point, pause_point
 from device_service.peer import LicensePeer
 from keyslot_server.clock import Clock
 from keyslot_server.errors import Code
+from keyslot_server.requests import KeyedLock, RequestLog
 from keyslot_server.timeconv import from_epoch_us, to_epoch_us, to_timestamp
 
 log = logging.getLogger("keyslot.device.handshake")
@@ -122,8 +121,12 @@ class Handshakes:
         self.license = license
         self.clock = clock
         self.hooks: dict[str, Hooks] = {}
-        self._busy: set[str] = set()
-        self._cond = threading.Condition()
+        # The one in-process keyed exclusion: a handshake, and a request's check-then-claim.
+        self.locks = KeyedLock()
+        # H1 for the device service's calls, over request_outcomes (keyslot_server.requests).
+        self.requests = RequestLog(
+            store, "request_outcomes", DeviceError, self.now_us, self.locks, _held_error
+        )
 
     def register(self, purpose: str, hooks: Hooks) -> None:
         """Plugs in a purpose (ACTIVATE, SEND, RESERVE)."""
@@ -137,36 +140,14 @@ class Handshakes:
     @contextmanager
     def owned(self, handshake_id: str, wait: float = 10.0) -> Iterator[None]:
         """Holds a handshake for this thread; UNAVAILABLE if another holds it too long."""
-        end = time.monotonic() + wait
-        with self._cond:
-            while handshake_id in self._busy:
-                left = end - time.monotonic()
-                if left <= 0:
-                    raise DeviceError(
-                        "LICENSE_SERVICE_UNAVAILABLE",
-                        "the handshake is busy; retry",
-                        Code.UNAVAILABLE,
-                    )
-                self._cond.wait(left)
-            self._busy.add(handshake_id)
-        try:
+        with self.locks.hold(handshake_id, wait, busy=_held_error):
             yield
-        finally:
-            with self._cond:
-                self._busy.discard(handshake_id)
-                self._cond.notify_all()
 
     def _try_own(self, handshake_id: str) -> bool:
-        with self._cond:
-            if handshake_id in self._busy:
-                return False
-            self._busy.add(handshake_id)
-            return True
+        return self.locks.try_acquire(handshake_id)
 
     def _disown(self, handshake_id: str) -> None:
-        with self._cond:
-            self._busy.discard(handshake_id)
-            self._cond.notify_all()
+        self.locks.release(handshake_id)
 
     # --- rows ------------------------------------------------------------------------
 
@@ -193,7 +174,8 @@ class Handshakes:
         row: the request's outcome record that names it (H1), for instance.
         """
         handshake_id = handshake_id or st.new_id("hs")
-        if handshake_id not in self._busy:
+        if self.locks.try_acquire(handshake_id):
+            self.locks.release(handshake_id)
             raise RuntimeError(f"begin() of {handshake_id} outside owned()")
         with self.store.write():
             row = self._intent_row(
@@ -614,6 +596,12 @@ class Handshakes:
             finally:
                 self._disown(hid)
         return expired
+
+
+def _held_error() -> DeviceError:
+    return DeviceError(
+        "LICENSE_SERVICE_UNAVAILABLE", "the handshake is busy; retry", Code.UNAVAILABLE
+    )
 
 
 def _busy_error() -> DeviceError:

@@ -26,8 +26,9 @@ from device_service import store as st
 from device_service.errors import DeviceError
 from device_service.peer import LicensePeer
 from keyslot_server.clock import Clock
-from keyslot_server.compat import released_in, version_in_range
 from keyslot_server.errors import Code
+from keyslot_server.formats import released_in, version_in_range
+from keyslot_server.requests import Key, Record, fingerprint, stored
 from keyslot_server.timeconv import to_epoch_us
 
 Row = dict[str, Any]
@@ -109,27 +110,22 @@ class PerUserCodes:
         id with another code is REQUEST_ID_REUSED.
         """
         account_id = account["account_id"]
-        request_id = request_id or secrets.token_hex(16)
-        scope = f"subscribe:{account_id}"
-        with self.handshakes.owned(f"req:{scope}:{request_id}"):
-            recorded = self.store.outcomes(scope, request_id).get(0)
+        key = Key(account_id, "AddSubscription", request_id or secrets.token_hex(16))
+        print_ = fingerprint(code)
+        requests = self.handshakes.requests
+        with requests.exclusive(key):
+            recorded = requests.records(key, print_).get(0)
             if recorded is not None:
-                replay = self._replay(recorded, request_id, code)
+                replay = self._replay(recorded)
                 if replay is not None:
                     return replay
-            return self._add(account_id, code, channel, role, scope, request_id)
+            after = recorded.ref if recorded else ""
+            return self._add(account_id, code, channel, role, key, print_, after)
 
-    def _replay(self, recorded: Row, request_id: str, code: str) -> Row | None:
-        if recorded["fingerprint"] != code:
-            raise DeviceError(
-                "REQUEST_ID_REUSED",
-                "the request id was used with another code",
-                Code.ALREADY_EXISTS,
-                metadata={"requestId": request_id},
-            )
-        if recorded["reason"]:
-            raise DeviceError.refused(recorded["reason"], recorded["message"])
-        hid = recorded["handshake_id"]
+    def _replay(self, recorded: Record) -> Row | None:
+        if recorded.status is not None:
+            raise self.handshakes.requests.replayed(recorded)
+        hid = recorded.ref
         with self.handshakes.owned(hid):
             step = self.handshakes.settle(hid)
         row = self.store.handshake(hid)
@@ -141,9 +137,9 @@ class PerUserCodes:
         return None  # interrupted or rate-limited earlier: try again
 
     def _add(  # type: ignore[no-untyped-def]
-        self, account_id, code, channel, role, scope, request_id
+        self, account_id, code, channel, role, key, print_, after
     ) -> Row:
-        record = dict(target=account_id, fingerprint=code, create_us=self.now_us())
+        requests = self.handshakes.requests
         if self.store.subscription(account_id, code) is not None:
             raise _exists(code)
         holder = {
@@ -164,17 +160,13 @@ class PerUserCodes:
                     caller_role=role,
                     grant_expire_us=int(to_epoch_us(self.clock.now() + ACCOUNT_HOLD) or 0),
                     handshake_id=hid,
-                    also=lambda hid: self.store.put_outcome(
-                        scope, request_id, 0, handshake_id=hid, **record
-                    ),
+                    also=lambda hid: requests.claim(key, 0, print_, hid, after=after),
                 )
                 self.handshakes.prepare(hid, row)  # ends COMMITTING (commit_at_once)
                 self.handshakes.commit(hid)
         except DeviceError as err:
-            if err.final:
-                self.store.put_outcome(
-                    scope, request_id, 0, reason=err.reason, message=err.message, **record
-                )
+            if stored(err):
+                requests.finish(key, 0, print_, refusal=err)
             raise
         added = self.store.subscription(account_id, code)
         assert added is not None

@@ -20,7 +20,6 @@ Only WAITING and FAILED are "live": a device has at most one.
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,6 +34,7 @@ from device_service.faults import pause_point
 from device_service.peer import LicensePeer
 from keyslot_server.clock import Clock
 from keyslot_server.errors import Code
+from keyslot_server.requests import Key, Record, fingerprint, stored
 from keyslot_server.timeconv import from_timestamp, to_epoch_us
 
 log = logging.getLogger("keyslot.device.reserve")
@@ -204,45 +204,29 @@ class Reserves:
         With a request id the first answer is replayed (H1): the same reserve,
         or the same refusal; the id with another code is REQUEST_ID_REUSED.
         """
-        scope = f"reserve:{device['device_id']}"
+        key = Key(device["device_id"], "AddReserveCode", request_id)
+        print_ = fingerprint(code)
+        requests = self.handshakes.requests
         with self.handshakes.owned(self.lock_of(device["device_id"])):
+            after = ""
             if request_id:
-                replay = self._replay_add(scope, request_id, code)
-                if replay is not None:
-                    return replay
+                rec = requests.records(key, print_).get(0)
+                if rec is not None:
+                    replay = self._replay_add(rec)
+                    if replay is not None:
+                        return replay
+                    after = rec.ref
             try:
-                return self._add(device, code, caller_channel, caller_role, scope, request_id)
+                return self._add(device, code, caller_channel, caller_role, key, print_, after)
             except DeviceError as err:
-                if request_id and err.final:
-                    self.store.put_outcome(
-                        scope,
-                        request_id,
-                        0,
-                        target=device["device_id"],
-                        fingerprint=code,
-                        reason=err.reason,
-                        message=err.message,
-                        metadata_json=json.dumps({"status": err.code.name, **err.metadata}),
-                        create_us=self.now_us(),
-                    )
+                if request_id and stored(err):
+                    requests.finish(key, 0, print_, refusal=err)
                 raise
 
-    def _replay_add(self, scope: str, request_id: str, code: str) -> Row | None:
-        rec = self.store.outcomes(scope, request_id).get(0)
-        if rec is None:
-            return None
-        if rec["fingerprint"] != code:
-            raise DeviceError(
-                "REQUEST_ID_REUSED",
-                "the request id was used with another code",
-                Code.ALREADY_EXISTS,
-                metadata={"requestId": request_id},
-            )
-        if rec["reason"]:
-            meta = json.loads(rec["metadata_json"] or "{}")
-            status = Code[meta.pop("status", "FAILED_PRECONDITION")]
-            raise DeviceError(rec["reason"], rec["message"] or rec["reason"], status, metadata=meta)
-        hid = rec["handshake_id"]
+    def _replay_add(self, rec: Record) -> Row | None:
+        if rec.status is not None:
+            raise self.handshakes.requests.replayed(rec)
+        hid = rec.ref
         with self.handshakes.owned(hid):
             self.handshakes.settle(hid)  # an interrupted first attempt ends first
         row = self.store.handshake(hid)
@@ -250,7 +234,7 @@ class Reserves:
         return self.store.reserve(row["owner_id"])  # None: interrupted, try afresh
 
     def _add(  # type: ignore[no-untyped-def]
-        self, device, code, caller_channel, caller_role, scope, request_id
+        self, device, code, caller_channel, caller_role, key, print_, after
     ) -> Row:
         if not device["current_code"]:
             raise DeviceError.refused("NO_CURRENT_LICENSE", "the device has no license to back up")
@@ -266,17 +250,8 @@ class Reserves:
         # Owned from before the intent row exists: recovery never takes it mid-call.
 
         def record(hid: str) -> None:
-            if request_id:
-                self.store.put_outcome(
-                    scope,
-                    request_id,
-                    0,
-                    target=device["device_id"],
-                    fingerprint=code,
-                    handshake_id=hid,
-                    reason="",
-                    create_us=self.now_us(),
-                )
+            if key.request_id:
+                self.handshakes.requests.claim(key, 0, print_, hid, after=after)
 
         with self.handshakes.owned(hid):
             self._begin(

@@ -1,6 +1,8 @@
-"""Pure device-service rules: formats, validation and who may reach what (S2).
+"""Pure device-service rules: its own formats, validation and who may reach what (S2).
 
-No grpc, no SQL, no clock: callers pass time in. Errors are DeviceError.
+No grpc, no SQL, no clock: callers pass time in. Errors are DeviceError. The formats
+both services read (codes, versions, regions, e-mail, page tokens) are
+keyslot_server.formats's.
 """
 
 from __future__ import annotations
@@ -9,26 +11,16 @@ import re
 import secrets
 
 from device_service.errors import DeviceError
+from keyslot_server import formats
 from keyslot_server.auth import Principal
 
-# --- activation codes (formatted as the license service formats them) ---------
-
-_CODE_CHARS = re.compile(r"[A-Z0-9]{20}")
-# What typed codes may carry between characters: ASCII spaces and hyphens only. Not \s:
-# it also takes tabs, newlines and Unicode blanks (U+3000, U+00A0) (S4).
-_SEPARATORS = re.compile(r"[ -]")
+# --- activation codes ----------------------------------------------------------------
 
 
 def normalize_code(raw: str, field: str = "code") -> str:
-    """An activation code as "ABCDE-12345-FGHIJ-67890"; case, spaces, hyphens ignored."""
-    compact = _SEPARATORS.sub("", raw or "")
-    if not compact:
-        raise DeviceError.invalid(field, "required")
-    # Checked before upper(): it maps some non-ASCII letters to ASCII ("ß" -> "SS").
-    if not compact.isascii() or not _CODE_CHARS.fullmatch(compact.upper()):
-        raise DeviceError.invalid(field, "must be 20 characters A-Z, 0-9")
-    compact = compact.upper()
-    return "-".join(compact[i : i + 5] for i in range(0, 20, 5))
+    """A typed activation code in the display form this service stores and sends to the
+    license service ("ABCDE-12345-FGHIJ-67890"); INVALID_ARGUMENT naming ``field``."""
+    return formats.display_code(formats.require(DeviceError, field, formats.normalize_code, raw))
 
 
 # --- connection codes (D1) ------------------------------------------------------
@@ -51,7 +43,7 @@ def format_connection_code(compact: str) -> str:
 
 def normalize_connection_code(raw: str) -> str | None:
     """The compact form of a typed connection code, or None if it cannot be one."""
-    compact = _SEPARATORS.sub("", raw or "")
+    compact = formats.CODE_SEPARATORS.sub("", raw or "")
     if not compact.isascii():  # upper() maps some non-ASCII letters to ASCII
         return None
     compact = compact.upper().translate(_CROCKFORD_ALIASES)
@@ -62,54 +54,18 @@ def normalize_connection_code(raw: str) -> str | None:
 
 # --- field validation (S4) ----------------------------------------------------------
 
-# Matched with fullmatch (a "$" also matches before a trailing newline); [0-9], not
-# \d, which takes any Unicode digit and which the license service would refuse.
-_VERSION = re.compile(r"[0-9]{1,6}(\.[0-9]{1,6}){0,3}")
-_REGION = re.compile(r"[A-Z]{2}")
-_EMAIL = re.compile(
-    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
-)  # noqa: E501
+# Matched with fullmatch (a "$" also matches before a trailing newline).
 _ID = re.compile(r"[a-z]{2,4}_[A-Za-z0-9_-]{1,64}")
 _REQUEST_ID = re.compile(r"[\x21-\x7e]{1,64}")
 
 
-def display_name(value: str, field: str = "display_name") -> str:
-    """A name shown to people: 1-200 characters after trimming."""
+def display_name(value: str) -> str:
+    """A name shown to people: 1-200 characters after trimming (a formats rule)."""
     value = (value or "").strip()
     if not value:
-        raise DeviceError.invalid(field, "required")
+        raise formats.FormatError("required")
     if len(value) > 200:
-        raise DeviceError.invalid(field, "at most 200 characters")
-    return value
-
-
-def app_version(value: str, field: str = "app_version") -> str:
-    """Dotted numbers, 1-4 parts ("10.2.1")."""
-    if not _VERSION.fullmatch(value or ""):
-        raise DeviceError.invalid(field, "dotted numbers such as 10.2.1 required")
-    return value
-
-
-def region(value: str, field: str = "region") -> str:
-    """ISO 3166-1 alpha-2, upper-cased; nothing around it (strip() takes Unicode blanks)."""
-    value = value or ""
-    # ASCII only: upper() maps some other letters to ASCII (the ligature U+FB01 to "FI").
-    if not value.isascii() or not _REGION.fullmatch(value.upper()):
-        raise DeviceError.invalid(field, "ISO 3166-1 alpha-2 region such as FI required")
-    return value.upper()
-
-
-def email(value: str, field: str = "email") -> str:
-    """A plausible e-mail address of ASCII characters, up to 254 of them.
-
-    Matched whole (fullmatch: "$" would let a trailing newline through) and not
-    stripped (strip() takes Unicode blanks too).
-    """
-    value = value or ""
-    if not value:
-        raise DeviceError.invalid(field, "required")
-    if len(value) > 254 or not _EMAIL.fullmatch(value):
-        raise DeviceError.invalid(field, "not a valid e-mail address")
+        raise formats.FormatError("at most 200 characters")
     return value
 
 
@@ -131,28 +87,16 @@ def request_id(value: str, field: str = "request_id", required: bool = True) -> 
     return value
 
 
-def page_size(value: int, field: str = "page_size") -> int:
-    """1-1000; 0 means 100."""
-    if value == 0:
-        return 100
-    if not 1 <= value <= 1000:
-        raise DeviceError.invalid(field, "must be 0-1000")
-    return value
-
-
-def page_offset(token: str, field: str = "page_token") -> int:
-    """The offset an opaque page token stands for."""
-    if not token:
-        return 0
-    match = re.fullmatch(r"o([0-9]{1,9})", token)  # [0-9]: \d takes any Unicode digit
-    if not match:
-        raise DeviceError.invalid(field, "not a token from a previous response")
-    return int(match.group(1))
-
-
-def next_page_token(offset: int, size: int, got: int) -> str:
-    """The token for the page after one of ``got`` rows (we fetch size + 1)."""
-    return f"o{offset + size}" if got > size else ""
+def page(
+    page_size: int, page_token: str, shape: tuple[type, ...], listing: str
+) -> tuple[int, formats.Key | None]:
+    """A listing's page size and the sort key its page starts after (None: the first)."""
+    v = formats.Violations(DeviceError)
+    size = v.check("page_size", formats.page_size, page_size)
+    after = v.check("page_token", formats.decode_page_token, page_token, shape, listing)
+    v.raise_if_any()
+    assert size is not None
+    return size, after
 
 
 # --- who may reach what (S1, S2) ---------------------------------------------------

@@ -18,9 +18,11 @@ from typing import Any, TypeVar
 from device_service import rules
 from device_service.check_in_cache import WATCHED, CheckInCache, CheckInView
 from device_service.errors import DeviceError
+from keyslot_server import formats
 from keyslot_server.auth import Principal, hash_token
 from keyslot_server.db import Database
-from keyslot_server.retention import HISTORY, Prune
+from keyslot_server.requests import create_table as create_request_table
+from keyslot_server.retention import HISTORY, Prune, request_log_rule
 
 # Slot states (D3). RELEASED slots are history and never counted.
 PENDING, ACTIVE, RELEASED = "PENDING", "ACTIVE", "RELEASED"
@@ -201,25 +203,8 @@ class DeviceStore(Database):
             defaults={"grant_id": "", "owner_id": "", "outcome": "", "failure_reason": ""},
             if_not_exists=True,
         )
-        # The first answer per target of an idempotent call (H1): SendSubscription
-        # (scope "send:<account>") and ActivateDevice (scope "activate:<device>").
-        db["request_outcomes"].create(
-            {
-                "scope": str,
-                "request_id": str,
-                "position": int,
-                "target": str,
-                "fingerprint": str,
-                "handshake_id": str,
-                "delivery_id": str,
-                "reason": str,
-                "message": str,
-                "metadata_json": str,
-                "create_us": int,
-            },
-            pk=("scope", "request_id", "position"),
-            if_not_exists=True,
-        )
+        # The first answer per target of an idempotent call (H1): keyslot_server.requests.
+        create_request_table(db, "request_outcomes")
         db["outbox"].create(
             {
                 "message_id": str,
@@ -272,6 +257,13 @@ class DeviceStore(Database):
             "CREATE UNIQUE INDEX IF NOT EXISTS slots_one_held ON slots(code, device_id)"
             " WHERE state != 'RELEASED'",
             "CREATE INDEX IF NOT EXISTS devices_account ON devices(account_id, connect_us)",
+            # The listings' keyset pages (_page): an index on the filter, then the sort key.
+            "CREATE INDEX IF NOT EXISTS devices_connected ON devices(account_id, connect_us,"
+            " device_id) WHERE disconnect_us IS NULL",
+            "CREATE INDEX IF NOT EXISTS subscriptions_added ON subscriptions(account_id, add_us,"
+            " code)",
+            "CREATE INDEX IF NOT EXISTS deliveries_device_create"
+            " ON deliveries(device_id, create_us)",
             "CREATE INDEX IF NOT EXISTS deliveries_account ON deliveries(account_id, create_us)",
             "CREATE INDEX IF NOT EXISTS deliveries_device ON deliveries(device_id, state)",
             "CREATE INDEX IF NOT EXISTS deliveries_code ON deliveries(code, account_id)",
@@ -492,29 +484,56 @@ class DeviceStore(Database):
         with self.write():
             return [charge() for charge in charges]
 
-    # --- listings (page tokens are offsets, rules.page_offset) ---------------------------
+    # --- listings (keyset pages: a token carries the last row's sort key) ---------------
 
     def _page(
         self,
-        sql: str,
-        params: tuple,
+        listing: str,
+        table: str,
+        where: str,
+        params: tuple,  # type: ignore[type-arg]
+        order: tuple[tuple[str, type], ...],
         page_size: int,
-        page_token: str,  # type: ignore[type-arg]
+        page_token: str,
+        *,
+        descending: bool = False,
     ) -> tuple[list[Row], str]:
-        """One page of a query ordered stably; returns rows and the next token."""
-        size = rules.page_size(page_size)
-        offset = rules.page_offset(page_token)
-        rows = self.query(f"{sql} LIMIT ? OFFSET ?", (*params, size + 1, offset))
-        return rows[:size], rules.next_page_token(offset, size, len(rows))
+        """One page of ``table``'s rows matching ``where``, in ``order`` (its columns, unique
+        together, and their types), starting after the row the token names.
+
+        A keyset page: an index search from the last key, never an OFFSET scan, and rows
+        inserted between two pages shift no row into or out of the next one.
+        """
+        size, after = rules.page(page_size, page_token, tuple(t for _, t in order), listing)
+        columns = [c for c, _ in order]
+        if after is not None:
+            compare = "<" if descending else ">"
+            where += f" AND ({', '.join(columns)}) {compare} ({', '.join('?' * len(columns))})"
+            params = (*params, *after)
+        direction = " DESC" if descending else ""
+        by = ", ".join(c + direction for c in columns)
+        extra = ", rowid" if "rowid" in columns else ""  # "*" leaves rowid out
+        rows = self.query(
+            f"SELECT *{extra} FROM {table} WHERE {where} ORDER BY {by} LIMIT ?",
+            (*params, size + 1),
+        )
+        more, rows = len(rows) > size, rows[:size]
+        last = tuple(rows[-1][c] for c in columns) if more else ()
+        token = formats.encode_page_token(last, listing) if more else ""
+        for row in rows if extra else ():
+            del row["rowid"]
+        return rows, token
 
     def list_devices(
         self, account_id: str, page_size: int, page_token: str
     ) -> tuple[list[Row], str]:
         """The account's connected devices, the first connected first."""
         return self._page(
-            "SELECT * FROM devices WHERE account_id = ? AND disconnect_us IS NULL"
-            " ORDER BY connect_us, device_id",
+            "devices",
+            "devices",
+            "account_id = ? AND disconnect_us IS NULL",
             (account_id,),
+            (("connect_us", int), ("device_id", str)),
             page_size,
             page_token,
         )
@@ -524,8 +543,11 @@ class DeviceStore(Database):
     ) -> tuple[list[Row], str]:
         """The account's subscriptions, the first added first."""
         return self._page(
-            "SELECT * FROM subscriptions WHERE account_id = ? ORDER BY add_us, code",
+            "subscriptions",
+            "subscriptions",
+            "account_id = ?",
             (account_id,),
+            (("add_us", int), ("code", str)),
             page_size,
             page_token,
         )
@@ -548,16 +570,20 @@ class DeviceStore(Database):
             where += " AND state = ?"
             params += (state,)
         return self._page(
-            f"SELECT * FROM deliveries WHERE {where} ORDER BY create_us DESC, rowid DESC",
+            "deliveries",
+            "deliveries",
+            where,
             params,
+            (("create_us", int), ("rowid", int)),  # rowid: insertion order within a tick
             page_size,
             page_token,
+            descending=True,
         )
 
     def list_outbox(self, page_size: int, page_token: str) -> tuple[list[Row], str]:
         """Every outgoing message, the oldest first."""
         return self._page(
-            "SELECT * FROM outbox ORDER BY create_us, rowid", (), page_size, page_token
+            "outbox", "outbox", "1", (), (("create_us", int), ("rowid", int)), page_size, page_token
         )
 
     # --- subscriptions -----------------------------------------------------------------
@@ -978,22 +1004,6 @@ class DeviceStore(Database):
         # OR-ed in one WHERE, SQLite read every WAITING reserve on every pass.
         return self.query(DUE_AT_ONCE) + self.query(DUE_BY, (now_us,))
 
-    # --- idempotent calls (H1) ----------------------------------------------------------
-
-    def outcomes(self, scope: str, request_id: str) -> dict[int, Row]:
-        """The recorded targets of a request, by position."""
-        rows = self.query(
-            "SELECT * FROM request_outcomes WHERE scope = ? AND request_id = ?",
-            (scope, request_id),
-        )
-        return {r["position"]: r for r in rows}
-
-    def put_outcome(self, scope: str, request_id: str, position: int, **values: Any) -> None:
-        """Creates or updates one target's record."""
-        key = {"scope": scope, "request_id": request_id, "position": position}
-        with self.write() as db:
-            db["request_outcomes"].upsert({**key, **values}, pk=("scope", "request_id", "position"))
-
     # --- outgoing mail (D2) ---------------------------------------------------------------
 
     def nth_latest_mail_us(self, by: str, value: str, n: int, since_us: int) -> int | None:
@@ -1016,9 +1026,6 @@ class DeviceStore(Database):
     def create_retention_indexes(self) -> None:
         """The indexes that make each prune a search, never a scan of the table."""
         for statement in (
-            "CREATE INDEX IF NOT EXISTS request_outcomes_create ON request_outcomes(create_us)",
-            "CREATE INDEX IF NOT EXISTS request_outcomes_handshake"
-            " ON request_outcomes(handshake_id)",
             "CREATE INDEX IF NOT EXISTS handshakes_finished ON handshakes(update_us)"
             " WHERE step IN ('COMMITTED', 'ABORTED')",
             "CREATE INDEX IF NOT EXISTS slots_released ON slots(state_us) WHERE state = 'RELEASED'",
@@ -1042,13 +1049,7 @@ class DeviceStore(Database):
         history = max(retention, HISTORY)
         return (
             # H1: a retry within ``retention`` gets its first answer.
-            Prune(
-                "request outcomes",
-                "request_outcomes",
-                "create_us",
-                retention,
-                index="request_outcomes_create",
-            ),
+            request_log_rule("request_outcomes", retention),
             # Finished only (H4: recovery drives the others), and none a retained
             # outcome replays or a live reserve runs on (D9, D10).
             Prune(
@@ -1059,7 +1060,7 @@ class DeviceStore(Database):
                 index="handshakes_finished",
                 scope="step IN ('COMMITTED', 'ABORTED')",
                 guard="NOT EXISTS (SELECT 1 FROM request_outcomes o"
-                " WHERE o.handshake_id = handshakes.handshake_id)"
+                " WHERE o.ref = handshakes.handshake_id)"
                 " AND NOT EXISTS (SELECT 1 FROM reserves r WHERE r.device_id = handshakes.device_id"
                 " AND r.state IN ('WAITING', 'FAILED')"
                 " AND r.handshake_id = handshakes.handshake_id)",

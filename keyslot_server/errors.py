@@ -155,8 +155,32 @@ class ServiceError(Exception):
             retry_delay=timedelta(seconds=seconds),
         )
 
+    @classmethod
+    def replayed(cls, status: status_pb2.Status) -> ServiceError:
+        """A stored refusal answered again byte for byte (H1): ``to_status`` is ``status``."""
+        info = error_details_pb2.ErrorInfo()
+        for detail in status.details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                detail.Unpack(info)
+        code = status.code if status.code in Code._value2member_map_ else Code.UNKNOWN
+        err = cls.__new__(cls)
+        Exception.__init__(err, status.message)
+        err.reason, err.message, err.code = info.reason or "INTERNAL", status.message, Code(code)
+        err.field, err.metadata, err.violations, err.retry_delay = (
+            None,
+            dict(info.metadata),
+            [],
+            None,
+        )
+        err._status = status
+        return err
+
+    _status: status_pb2.Status | None = None  # set on a replayed refusal
+
     def to_status(self) -> status_pb2.Status:
         """The rich status: exactly one ErrorInfo, plus BadRequest when invalid."""
+        if self._status is not None:
+            return self._status
         info = error_details_pb2.ErrorInfo(
             reason=self.reason, domain=self.DOMAIN, metadata=self.metadata
         )

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from keyslot_server.db import Database
+from keyslot_server.requests import index_of
 from keyslot_server.timeconv import to_epoch_us
 
 log = logging.getLogger("keyslot.retention")
@@ -37,6 +38,14 @@ def check_retention_hours(hours: float) -> None:
             f"must be at least {MIN_RETENTION_HOURS:g}: request ids are replayed for"
             f" 24 h (H1); got {hours:g}"
         )
+
+
+def request_log_rule(table: str, retention: timedelta) -> Prune:
+    """H1's one rule for a service's request table (keyslot_server.requests): a record
+    goes once older than ``retention``, never younger than 24 h, so a retry within
+    24 h always gets its first answer."""
+    keep = max(retention, timedelta(hours=MIN_RETENTION_HOURS))
+    return Prune("request ids", table, "create_us", keep, index=index_of(table))
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Any
 from keyslot.license.v1 import license_service_pb2 as pb
 from keyslot.license.v1 import license_service_pb2_grpc as pb_grpc
 
+from keyslot_server import formats
 from keyslot_server.auth import Principal, current_principal
 from keyslot_server.clock import Clock
 from license_service import convert, routing, terms
@@ -66,12 +67,11 @@ class LicenseApi(pb_grpc.LicenseServiceServicer):
         return pb.GetProductResponse(product=product_pb(self.ops.get_product(request.product_id)))
 
     def ListProducts(self, request: pb.ListProductsRequest, context: Any) -> Any:
-        size = val.page_size(request.page_size)
-        after = val.decode_page_token(request.page_token, str) or ""
-        page, last = self.ops.list_products(after, size)
+        size, after = val.page(request.page_size, request.page_token, (str,), "products")
+        page, last = self.ops.list_products(str(after[0]) if after else "", size)
         return pb.ListProductsResponse(
             products=[product_pb(p) for p in page],
-            next_page_token=val.encode_page_token(last) if last is not None else "",
+            next_page_token=formats.encode_page_token((last,), "products") if last else "",
         )
 
     # --- codes ---
@@ -107,8 +107,7 @@ class LicenseApi(pb_grpc.LicenseServiceServicer):
 
     def ListCodes(self, request: pb.ListCodesRequest, context: Any) -> Any:
         principal = self._require("provider")
-        size = val.page_size(request.page_size)
-        after = val.decode_page_token(request.page_token, int) or 0
+        size, after = val.page(request.page_size, request.page_token, (int,), "codes")
         v = val.Violations()
         if request.product_id:
             convert.product_id(v, "product_id", request.product_id)
@@ -116,11 +115,11 @@ class LicenseApi(pb_grpc.LicenseServiceServicer):
         v.raise_if_any()
         now = self.clock.now()
         page, last = self.ops.list_codes(
-            principal.name, after, size, request.product_id, status, now
+            principal.name, int(after[0]) if after else 0, size, request.product_id, status, now
         )
         return pb.ListCodesResponse(
             codes=[code_pb(r, now) for r in page],
-            next_page_token=val.encode_page_token(last) if last is not None else "",
+            next_page_token=formats.encode_page_token((last,), "codes") if last is not None else "",
         )
 
     # --- lifecycle ---

@@ -12,15 +12,16 @@ from typing import Any
 from google.protobuf.message import Message
 from keyslot.license.v1 import license_service_pb2 as pb
 
+from keyslot_server import formats
 from keyslot_server.timeconv import to_duration, to_timestamp
 from license_service import grants as g
 from license_service import routing, terms
 from license_service import validation as val
-from license_service.codes import format_code, normalize_code
+from license_service.codes import normalize_code
 from license_service.errors import LicenseError
 from license_service.lookups import ON_BEHALF_OF
 from license_service.ops import IssueTerms
-from license_service.products import PRODUCT_ID, VERSION, Product, compare_versions, region_code
+from license_service.products import PRODUCT_ID, Product
 from license_service.support import SupportRequest
 from license_service.terms import CodeRecord
 
@@ -54,7 +55,7 @@ def code_pb(rec: CodeRecord, now: datetime) -> pb.Code:
     """A code as evaluated at ``now`` (status, phase, entitlements, expiry are derived)."""
     expire = terms.expire_at(rec, now)
     out = pb.Code(
-        code=format_code(rec.code),
+        code=formats.display_code(rec.code),
         terms=pb.CodeTerms(
             product_id=rec.product_id,
             kind=enum_value(pb.CodeKind, rec.kind),
@@ -109,7 +110,7 @@ def grant_pb(grant: g.GrantRecord, rec: CodeRecord | None, now: datetime) -> pb.
     """A grant, with its code's details evaluated at ``now`` when the code is known."""
     out = pb.Grant(
         grant_id=grant.grant_id,
-        code=format_code(grant.code),
+        code=formats.display_code(grant.code),
         purpose=enum_value(pb.GrantPurpose, grant.purpose),
         device_id=grant.device_id,
         state=enum_value(pb.GrantState, grant.state),
@@ -153,8 +154,8 @@ def product_id(v: val.Violations, field: str, value: str) -> None:
 
 def app_version(v: val.Violations, field: str, value: str) -> None:
     """An app version (may be empty): dotted numbers."""
-    if value and (len(value) > 64 or not VERSION.match(value)):
-        v.add(field, "must be dotted numbers such as 10.2")
+    if value:
+        v.check(field, formats.app_version, value)
 
 
 def new_product(p: pb.Product, now: datetime) -> Product:
@@ -162,19 +163,19 @@ def new_product(p: pb.Product, now: datetime) -> Product:
     v = val.Violations()
     product_id(v, "product.product_id", p.product_id)
     val.text(v, "product.display_name", p.display_name, max_len=200, required=True)
-    regions = [region_code(r) or "" for r in p.released_regions]
-    if len(regions) > 300:
+    if len(p.released_regions) > 300:
         v.add("product.released_regions", "at most 300 regions")
-    for i, region in enumerate(regions):
-        if not region:
-            v.add(f"product.released_regions[{i}]", "must be an ISO 3166-1 alpha-2 code")
+    regions = [
+        v.check(f"product.released_regions[{i}]", formats.region, r) or ""
+        for i, r in enumerate(p.released_regions[:300])
+    ]
     for field in ("min_app_version", "max_app_version"):
         app_version(v, f"product.{field}", getattr(p, field))
     v.raise_if_any()
     if (
         p.min_app_version
         and p.max_app_version
-        and compare_versions(p.min_app_version, p.max_app_version) >= 0
+        and formats.compare_versions(p.min_app_version, p.max_app_version) >= 0
     ):
         raise LicenseError.invalid(
             "product.max_app_version", "must be greater than min_app_version"
@@ -272,9 +273,7 @@ def grant_request(request: pb.PrepareGrantRequest) -> GrantRequest:
     d = request.device
     val.ascii_key(v, "device.device_id", d.device_id, max_len=val.MAX_ID, required=True)
     app_version(v, "device.app_version", d.app_version)
-    region = region_code(d.region) if d.region else ""
-    if region is None:
-        v.add("device.region", "must be an ISO 3166-1 alpha-2 code")
+    region = (v.check("device.region", formats.region, d.region) or "") if d.region else ""
     current = normalize_code(d.current_code, "device.current_code") if d.current_code else ""
     channel = val.enum(v, "caller.channel", request.caller.channel, pb.CallerChannel)
     role = val.enum(v, "caller.role", request.caller.role, pb.ConsoleRole, allow_unset=True)

@@ -21,7 +21,7 @@ from typing import Any
 
 from keyslot.license.v1 import license_service_pb2 as pb
 
-from license_service.codes import format_code
+from keyslot_server import formats
 
 log = logging.getLogger("keyslot.feed")
 
@@ -149,7 +149,7 @@ def _watch_responses(watch: Watch, context: Any, feed: CodeFeed) -> Iterator[Any
         while context.is_active() and not watch.closed:
             batch = watch.next_batch(timeout=0.5)
             if batch is not None:
-                codes = [format_code(code) for code in batch[1]]  # as in Code.code
+                codes = [formats.display_code(code) for code in batch[1]]  # as in Code.code
                 yield pb.WatchCodeChangesResponse(sequence=batch[0], codes=codes)
     finally:
         feed.remove(watch)

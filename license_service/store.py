@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from keyslot_server.db import Database
-from keyslot_server.retention import HISTORY, Prune
+from keyslot_server.requests import create_table as create_request_table
+from keyslot_server.retention import HISTORY, Prune, request_log_rule
 from keyslot_server.timeconv import from_epoch_us, to_epoch_us
 from license_service.feed import CodeFeed
 from license_service.grants import GrantRecord
@@ -218,21 +219,7 @@ class LicenseStore(Database):
             if_not_exists=True,
         )
         db["activations"].create_index(["code"], if_not_exists=True)
-        db["requests"].create(
-            {
-                "principal": str,
-                "method": str,
-                "request_id": str,
-                "fingerprint": str,
-                "response": bytes,
-                "status": bytes,
-                "create_us": int,
-            },
-            pk=("principal", "method", "request_id"),
-            not_null={"fingerprint", "create_us"},
-            if_not_exists=True,
-        )
-        db["requests"].create_index(["create_us"], if_not_exists=True)
+        create_request_table(db, "requests")  # H1 (keyslot_server.requests)
         db["support_requests"].create(
             {
                 "support_request_id": str,
@@ -388,45 +375,6 @@ class LicenseStore(Database):
         )
         return [r["grant_id"] for r in rows]
 
-    # --- request ids (H1) -----------------------------------------------------------------
-
-    def find_request(self, principal: str, method: str, request_id: str) -> dict[str, Any] | None:
-        return self.one(
-            "SELECT * FROM requests WHERE principal = ? AND method = ? AND request_id = ?",
-            (principal, method, request_id),
-        )
-
-    def save_request(
-        self,
-        principal: str,
-        method: str,
-        request_id: str,
-        fingerprint: str,
-        now: datetime,
-        response: bytes | None = None,
-        status: bytes | None = None,
-    ) -> None:
-        with self.write() as db:
-            db["requests"].insert(
-                {
-                    "principal": principal,
-                    "method": method,
-                    "request_id": request_id,
-                    "fingerprint": fingerprint,
-                    "response": response,
-                    "status": status,
-                    "create_us": to_epoch_us(now),
-                }
-            )
-
-    def forget_requests(self, before: datetime) -> int:
-        """Drops request ids older than ``before`` (kept at least 24 h, H1)."""
-        with self.write():
-            cur = self.conn.execute(
-                "DELETE FROM requests WHERE create_us < ?", (to_epoch_us(before),)
-            )
-            return cur.rowcount
-
     # --- support requests (L8) ------------------------------------------------------------
 
     def insert_support_request(self, principal: str, request: SupportRequest) -> None:
@@ -465,9 +413,7 @@ class LicenseStore(Database):
         """
         return (
             # H1: a retry within ``retention`` gets its first answer byte for byte.
-            Prune(
-                "request ids", "requests", "create_us", retention, index="idx_requests_create_us"
-            ),
+            request_log_rule("requests", retention),
             # H2 decides on PREPARED grants; a final one is history once no retry
             # or recovery of the device service can still ask for it.
             Prune(

@@ -3,16 +3,13 @@ anything is changed."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from keyslot_server.errors import FieldViolation
+from keyslot_server import formats
 from keyslot_server.timeconv import (
     duration_problem,
     from_duration,
@@ -21,13 +18,11 @@ from keyslot_server.timeconv import (
 )
 from license_service.errors import LicenseError
 
-MAX_PAGE_SIZE = 1000
-DEFAULT_PAGE_SIZE = 100
 MAX_REQUEST_ID = 64
 MAX_ID = 64
 # Explicit ASCII classes, matched with fullmatch: \s, \d and \w take Unicode look-alikes
-# and "$" matches before a trailing newline (S4).
-EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+# and "$" matches before a trailing newline (S4). Formats both services read (codes,
+# versions, regions, e-mail, page tokens) are keyslot_server.formats's.
 # Request ids and the ids this service or its peer assigned: printable ASCII, no blanks.
 ASCII_KEY = re.compile(r"[\x21-\x7e]+")
 # Order numbers as shops print them: printable ASCII, blanks allowed (routing.py ignores
@@ -35,28 +30,16 @@ ASCII_KEY = re.compile(r"[\x21-\x7e]+")
 ORDER_NUMBER = re.compile(r"[\x20-\x7e]*")
 MAX_ORDER_NUMBER = 64
 ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-# Page tokens are URL-safe base64; b64decode would silently drop any other character.
-PAGE_TOKEN = re.compile(r"[A-Za-z0-9_-]+={0,2}")
-# Tokens this service issues are far shorter; a longer one is refused unparsed (S4).
-MAX_PAGE_TOKEN = 512
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # SQLite's INTEGER range
 # Grant deadlines come from the peer's clock. Ours may run ahead of it by up to
 # this much: a deadline that far in the past is still accepted (see grant_deadline).
 CLOCK_SKEW = timedelta(minutes=5)
 
 
-class Violations:
-    """Collects field violations so one answer names every bad field."""
+class Violations(formats.Violations):
+    """The shared collector of field violations, raising LicenseError."""
 
     def __init__(self) -> None:
-        self.items: list[FieldViolation] = []
-
-    def add(self, field: str, description: str) -> None:
-        self.items.append(FieldViolation(field, description))
-
-    def raise_if_any(self) -> None:
-        if self.items:
-            raise LicenseError.invalid_many(self.items)
+        super().__init__(LicenseError)
 
 
 def text(v: Violations, field: str, value: str, *, max_len: int, required: bool = False) -> None:
@@ -149,49 +132,20 @@ def order_number(v: Violations, field: str, value: str) -> None:
         v.add(field, "must be printable ASCII letters, digits and punctuation")
 
 
-def page_size(value: int) -> int:
-    """0 means the default; 1-1000 otherwise."""
-    if value == 0:
-        return DEFAULT_PAGE_SIZE
-    if not 1 <= value <= MAX_PAGE_SIZE:
-        raise LicenseError.invalid("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
-    return value
-
-
-def encode_page_token(key: Any) -> str:
-    """An opaque token for the next page: base64 of the last key."""
-    return base64.urlsafe_b64encode(json.dumps({"after": key}).encode()).decode()
-
-
-def decode_page_token(token: str, kind: type) -> Any:
-    """The last key of the previous page, or None for the first page.
-
-    Anything but a key of ``kind`` that SQLite can bind is INVALID_ARGUMENT (S4).
-    """
-    if not token:
-        return None
-    refusal = LicenseError.invalid("page_token", "is not a token this service issued")
-    if len(token) > MAX_PAGE_TOKEN or not PAGE_TOKEN.fullmatch(token):
-        raise refusal
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token.encode()))
-        key = data["after"]
-        if isinstance(key, str):
-            key.encode()  # a lone surrogate (JSON "\ud800") cannot be bound to SQLite
-    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeError, RecursionError):
-        raise refusal from None
-    if not isinstance(key, kind) or isinstance(key, bool):
-        raise refusal
-    if isinstance(key, int) and not INT64_MIN <= key <= INT64_MAX:
-        raise refusal
-    return key
+def page(
+    page_size: int, page_token: str, shape: tuple[type, ...], listing: str
+) -> tuple[int, formats.Key | None]:
+    """A listing's page size and the sort key its page starts after (None: the first)."""
+    v = Violations()
+    size = v.check("page_size", formats.page_size, page_size)
+    after = v.check("page_token", formats.decode_page_token, page_token, shape, listing)
+    v.raise_if_any()
+    assert size is not None
+    return size, after
 
 
 def email(v: Violations, field: str, value: str) -> None:
-    if not value.strip():
-        v.add(field, "is required")
-    elif len(value) > 254 or not EMAIL.fullmatch(value):
-        v.add(field, "must be an e-mail address")
+    v.check(field, formats.email, value)
 
 
 def past_date(v: Violations, field: str, value: str, today: date) -> None:

@@ -568,8 +568,9 @@ def ack_violations(services: Services, snap: Snapshot, acks: list[Ack]) -> list[
         if ack.op == "activate" and recent:
             rows = device_rows(
                 services,
-                "SELECT handshake_id FROM request_outcomes WHERE scope = ? AND request_id = ?",
-                (f"activate:{ack.device_id}", ack.ref),
+                "SELECT ref AS handshake_id FROM request_outcomes"
+                " WHERE caller = ? AND method = 'ActivateDevice' AND request_id = ?",
+                (ack.device_id, ack.ref),
             )
             hs = handshakes.get(rows[0]["handshake_id"]) if rows else None
             if hs is None or hs["step"] != "COMMITTED":

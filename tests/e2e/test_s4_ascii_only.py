@@ -28,6 +28,7 @@ from keyslot.device.v1 import device_service_pb2_grpc as dpb_grpc
 from keyslot.license.v1 import license_service_pb2 as lpb
 from keyslot.license.v1 import license_service_pb2_grpc as lpb_grpc
 
+from keyslot_server import formats
 from keyslot_server.timeconv import to_timestamp
 from tests.e2e.device_support import (
     Account,
@@ -108,6 +109,7 @@ class World:
     grant_id: str
     connection_code: str
     license_page_token: str
+    device_page_token: str  # ListDevices' next page of the account's two devices
     stubs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -135,6 +137,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         )
         page = services.license_as("provider").ListCodes(lpb.ListCodesRequest(page_size=1))
         assert page.next_page_token
+        devices = services.device_as(account.credential).ListDevices(
+            dpb.ListDevicesRequest(account_id=account.account_id, page_size=1)
+        )
+        assert devices.next_page_token
         w = World(
             services=services,
             product_id=product_id,
@@ -149,6 +155,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             grant_id=grant.grant_id,
             connection_code=connection_code,
             license_page_token=page.next_page_token,
+            device_page_token=devices.next_page_token,
             stubs={
                 "license": lpb_grpc.LicenseServiceStub(services.channel(services.license.address)),
                 "device": dpb_grpc.DeviceServiceStub(services.channel(services.device.address)),
@@ -569,11 +576,11 @@ FIELDS = [
         lambda w, v: dpb.ListDeliveriesRequest(device_id=v),
     ),
     Restricted(
-        D, "ListDevices", "page_token", ACCOUNT, const("o1"),
+        D, "ListDevices", "page_token", ACCOUNT, lambda w: w.device_page_token,
         lambda w, v: dpb.ListDevicesRequest(account_id=w.account.account_id, page_token=v),
     ),
     Restricted(
-        D, "ListOutbox", "page_token", PORTAL, const("o10"),
+        D, "ListOutbox", "page_token", PORTAL, const(formats.encode_page_token((1, 1), "outbox")),
         lambda w, v: dpb.ListOutboxRequest(page_token=v),
     ),
 ]  # fmt: skip

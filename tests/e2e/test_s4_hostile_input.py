@@ -67,8 +67,14 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
 
 
 def token(text: str) -> str:
-    """A page token in the license service's encoding around arbitrary JSON text."""
-    return base64.urlsafe_b64encode(text.encode()).decode()
+    """A page token in the services' encoding (keyslot_server.formats: unpadded URL-safe
+    base64) around arbitrary JSON text."""
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def keyed(listing: str, key: str) -> str:
+    """A page token of ``listing`` whose sort key is the JSON text ``key``."""
+    return token(f'{{"v":1,"l":"{listing}","k":{key}}}')
 
 
 def invalid_field(call: Callable[[Any], Any], request: Any) -> str:
@@ -89,52 +95,76 @@ def invalid_field(call: Callable[[Any], Any], request: Any) -> str:
 def test_s4_list_codes_page_token_past_int64_names_page_token(hostile: Services) -> None:
     provider = hostile.license_as("provider")
     for after in (2**63, -(2**63) - 1, 10**30):
-        request = lpb.ListCodesRequest(page_token=token(json.dumps({"after": after})))
+        request = lpb.ListCodesRequest(page_token=keyed("codes", json.dumps([after])))
         assert invalid_field(provider.ListCodes, request) == "page_token"
     # The edge of the range is a key SQLite can bind: an empty page, not a refusal.
-    edge = lpb.ListCodesRequest(page_token=token(json.dumps({"after": 2**63 - 1})))
+    edge = lpb.ListCodesRequest(page_token=keyed("codes", json.dumps([2**63 - 1])))
     assert list(provider.ListCodes(edge).codes) == []
 
 
 def test_s4_list_codes_page_token_nested_100000_deep_names_page_token(hostile: Services) -> None:
     provider = hostile.license_as("provider")
-    deep = token('{"after": ' + "[" * 100_000)
+    deep = token('{"v":1,"l":"codes","k":' + "[" * 100_000)
     assert invalid_field(provider.ListCodes, lpb.ListCodesRequest(page_token=deep)) == "page_token"
     # Under the size limit, nesting that still fails to be a key is refused the same way.
-    shallow = token('{"after": ' + "[" * 100 + "]" * 100 + "}")
+    shallow = keyed("codes", "[" * 100 + "]" * 100)
     request = lpb.ListCodesRequest(page_token=shallow)
     assert invalid_field(provider.ListCodes, request) == "page_token"
 
 
-@pytest.mark.parametrize(
-    "page_token",
-    [
-        token('{"after": "\\ud800"}'),  # a lone surrogate: valid JSON, not bindable
-        token('{"after": 1.5}'),
-        token('{"after": true}'),
-        token('{"after": null}'),
-        token("[1]"),
-        token("1" * 5000),  # past Python's int-digits limit
-        "not base64 at all!",
-        "%%%",
-        "ａｆｔｅｒ",
-        "A" * 100_000,
-    ],
+# Sort keys no listing binds, each put in a token of every listing in turn.
+HOSTILE_KEYS = (
+    '["\\ud800"]',  # a lone surrogate: valid JSON, not bindable
+    '["\\udfff", 1]',
+    "[1.5]",
+    "[1, 1.5]",
+    "[true]",
+    "[1, true]",
+    "[null]",
+    "[[1]]",
+    "{}",
+    "[" + "1" * 5000 + "]",  # past Python's int-digits limit
 )
-def test_s4_hostile_page_tokens_name_page_token(hostile: Services, page_token: str) -> None:
+# Tokens that are not tokens at all (any listing).
+HOSTILE_RAW_TOKENS = (
+    token("[1]"),
+    token("1" * 5000),
+    token('{"after": 1}'),  # the license service's old format
+    "not base64 at all!",
+    "%%%",
+    "ａｆｔｅｒ",
+    "A" * 100_000,
+)
+
+
+def refuse_on_every_listing(hostile: Services, page_token: Callable[[str], str]) -> None:
     provider = hostile.license_as("provider")
-    assert invalid_field(provider.ListCodes, lpb.ListCodesRequest(page_token=page_token)) == (
-        "page_token"
-    )
-    assert invalid_field(provider.ListProducts, lpb.ListProductsRequest(page_token=page_token)) == (
-        "page_token"
-    )
     outbox = hostile.device_as("portal").ListOutbox
-    assert invalid_field(outbox, dpb.ListOutboxRequest(page_token=page_token)) == "page_token"
+    for call, request, listing in (
+        (provider.ListCodes, lpb.ListCodesRequest, "codes"),
+        (provider.ListProducts, lpb.ListProductsRequest, "products"),
+        (outbox, dpb.ListOutboxRequest, "outbox"),
+    ):
+        assert invalid_field(call, request(page_token=page_token(listing))) == "page_token"
 
 
-@pytest.mark.parametrize("page_token", ["o١٢", "o１２", "o9999999999", "o-1", "o1\n"])
-def test_s4_device_page_token_takes_ascii_offsets_only(hostile: Services, page_token: str) -> None:
+@pytest.mark.parametrize("key", HOSTILE_KEYS)
+def test_s4_hostile_page_token_keys_name_page_token(hostile: Services, key: str) -> None:
+    refuse_on_every_listing(hostile, lambda listing: keyed(listing, key))
+
+
+@pytest.mark.parametrize("page_token", HOSTILE_RAW_TOKENS)
+def test_s4_hostile_page_tokens_name_page_token(hostile: Services, page_token: str) -> None:
+    refuse_on_every_listing(hostile, lambda listing: page_token)
+
+
+def test_s4_a_page_token_of_another_listing_names_page_token(hostile: Services) -> None:
+    refuse_on_every_listing(hostile, lambda listing: keyed(listing + "x", "[1, 1]"))
+
+
+# The device service's old offset tokens, and look-alikes of them.
+@pytest.mark.parametrize("page_token", ["o10", "o١٢", "o１２", "o9999999999", "o-1", "o1\n"])
+def test_s4_device_page_token_takes_ascii_tokens_only(hostile: Services, page_token: str) -> None:
     outbox = hostile.device_as("portal").ListOutbox
     assert invalid_field(outbox, dpb.ListOutboxRequest(page_token=page_token)) == "page_token"
 
@@ -373,11 +403,11 @@ HOSTILE_TEXT = (
     "a@example.com\n",
 )
 HOSTILE_TOKENS = (
-    token(json.dumps({"after": 2**63})),
-    token(json.dumps({"after": -(2**64)})),
-    token('{"after": ' + "[" * 5000),
-    token('{"after": "\\udfff"}'),
-    token('{"after": 1e999}'),
+    keyed("codes", json.dumps([2**63])),
+    keyed("codes", json.dumps([-(2**64)])),
+    token('{"v":1,"l":"codes","k":' + "[" * 5000),
+    keyed("products", '["\\udfff"]'),
+    keyed("outbox", "[1e999, 1]"),
     token("{}"),
     "o9999999999",
     "o١",

@@ -25,8 +25,8 @@ from keyslot.license.v1 import license_service_pb2 as lpb
 from device_service import peer
 from device_service.errors import DeviceError
 from keyslot_server.clock import Clock
-from keyslot_server.compat import released_in, version_in_range
 from keyslot_server.errors import Code
+from keyslot_server.formats import released_in, version_in_range
 from keyslot_server.timeconv import from_timestamp, to_duration, to_timestamp
 
 PRODUCT = "prod_fake"

@@ -103,6 +103,12 @@ def _delivery(
     }
 
 
+def _request(request_id: str) -> dict[str, object]:
+    """A SendSubscription record of the request log (keyslot_server.requests)."""
+    key = {"caller": "acc_1", "method": "SendSubscription", "request_id": request_id}
+    return {**key, "position": 0, "fingerprint": "f", "state": "CLAIMED"}
+
+
 def _left(store: Database, table: str, key: str) -> set[str]:
     return {r[key] for r in store.query(f"SELECT {key} FROM {table}")}  # noqa: S608
 
@@ -125,14 +131,8 @@ def test_h4_device_prune_keeps_what_replays_recovery_and_the_shown_license_need(
         )
         db["request_outcomes"].insert_all(
             [
-                {"scope": "send:acc_1", "request_id": "r1", "position": 0, "create_us": OLD},
-                {
-                    "scope": "send:acc_1",
-                    "request_id": "r2",
-                    "position": 0,
-                    "handshake_id": "hs_replayed",
-                    "create_us": YOUNG,
-                },
+                {**_request("r1"), "create_us": OLD},
+                {**_request("r2"), "ref": "hs_replayed", "create_us": YOUNG},
             ]
         )
         reserves = [
