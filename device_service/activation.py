@@ -10,11 +10,10 @@ from keyslot.license.v1 import license_service_pb2 as lpb
 
 from device_service import handshake as hs
 from device_service import rules
-from device_service.errors import DeviceError
 from device_service.peer import LicensePeer
-from device_service.store import DeviceStore, new_id
+from device_service.store import DeviceStore
 from keyslot_server.clock import Clock
-from keyslot_server.requests import Key, Record, fingerprint, stored
+from keyslot_server.requests import Key
 from keyslot_server.timeconv import to_epoch_us
 
 Row = dict[str, Any]
@@ -59,55 +58,19 @@ class Activation:
         """Activates ``code`` on the (connected, calling) device; returns the device after
         it and the code. A request id replays the first answer (H1)."""
         key = Key(device["device_id"], "ActivateDevice", request_id or secrets.token_hex(16))
-        print_ = fingerprint(code)
-        requests = self.handshakes.requests
-        with requests.exclusive(key):
-            rec = requests.records(key, print_).get(0)
-            if rec is not None:
-                replay = self._replay(rec)
-                if replay is not None:
-                    return replay
-            return self._activate(key, print_, device, code, after=rec.ref if rec else "")
-
-    def _replay(self, rec: Record) -> tuple[Row, lpb.Code] | None:
-        if rec.status is not None:
-            raise self.handshakes.requests.replayed(rec)
-        hid = rec.ref
-        with self.handshakes.owned(hid):
-            step = self.handshakes.settle(hid)
-        row = self.handshakes.row(hid)
-        if step == hs.COMMITTED:
-            return self._answer(row["device_id"], self.license.get_code(row["code"]))
-        if row["failure_reason"] and row["failure_reason"] not in hs.NOT_AN_ANSWER:
-            raise DeviceError.refused(row["failure_reason"], row["failure_message"] or "")
-        return None  # interrupted or rate-limited earlier: try again
-
-    def _activate(
-        self, key: Key, print_: str, device: Row, code: str, after: str
-    ) -> tuple[Row, lpb.Code]:
-        requests = self.handshakes.requests
-        hid = new_id("hs")
-        try:
-            with self.handshakes.owned(hid):
-                row = self.handshakes.begin(
-                    purpose="ACTIVATE",
-                    code=code,
-                    device=device,
-                    caller_channel="DEVICE",
-                    caller_role="",
-                    grant_expire_us=int(to_epoch_us(self.clock.now() + ACTIVATE_HOLD) or 0),
-                    handshake_id=hid,
-                    also=lambda hid: requests.claim(key, 0, print_, hid, after=after),
-                )
-                # The typed code is a look-up on the account's budget (S3).
-                subject = rules.lookup_subject(device["account_id"])
-                self.handshakes.prepare(hid, row, on_behalf_of=subject)  # ends COMMITTING
-                grant = self.handshakes.commit(hid)
-        except DeviceError as err:
-            if stored(err):
-                requests.finish(key, 0, print_, refusal=err)
-            raise
-        return self._answer(device["device_id"], grant.code_details)
+        _, grant = self.handshakes.run_at_once(
+            key,
+            code,
+            device,
+            purpose="ACTIVATE",
+            channel="DEVICE",
+            role="",
+            hold_us=int(to_epoch_us(self.clock.now() + ACTIVATE_HOLD) or 0),
+            # The typed code is a look-up on the account's budget (S3).
+            on_behalf_of=rules.lookup_subject(device["account_id"]),
+        )
+        details = grant.code_details if grant is not None else self.license.get_code(code)
+        return self._answer(device["device_id"], details)
 
     def _answer(self, device_id: str, code: lpb.Code) -> tuple[Row, lpb.Code]:
         row = self.store.device(device_id)

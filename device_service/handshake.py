@@ -57,7 +57,7 @@ from device_service.faults import crash_point, pause_point
 from device_service.peer import LicensePeer
 from keyslot_server.clock import Clock
 from keyslot_server.errors import Code
-from keyslot_server.requests import KeyedLock, RequestLog
+from keyslot_server.requests import Key, KeyedLock, RequestLog, fingerprint, stored
 from keyslot_server.timeconv import from_epoch_us, to_epoch_us, to_timestamp
 
 log = logging.getLogger("keyslot.device.handshake")
@@ -490,6 +490,67 @@ class Handshakes:
             self.abort(handshake_id)
         except DeviceError as err:
             log.warning("abort of %s deferred to recovery: %s", handshake_id, err.reason)
+
+    # --- a handshake within one call (ACTIVATE, ACCOUNT) under its request id (H1) ----------
+
+    def run_at_once(
+        self,
+        key: Key,
+        code: str,
+        holder: Row,
+        *,
+        purpose: str,
+        channel: str,
+        role: str,
+        hold_us: int,
+        on_behalf_of: str = "",
+        precheck: Callable[[], None] | None = None,
+    ) -> tuple[Row, lpb.Grant | None]:
+        """Prepares and commits a ``commit_at_once`` handshake for ``holder`` in this call.
+
+        The request id replays the first answer (H1): a stored refusal as it was,
+        a committed handshake as itself; an interrupted one is settled first and,
+        if it ended without an answer, run again. ``precheck`` runs after the
+        replay and before a new attempt. Returns the COMMITTED handshake row and
+        the grant, which is None when the answer is a replay.
+        """
+        print_ = fingerprint(code)
+        with self.requests.exclusive(key):
+            recorded = self.requests.records(key, print_).get(0)
+            if recorded is not None:
+                if recorded.status is not None:
+                    raise self.requests.replayed(recorded)
+                with self.owned(recorded.ref):
+                    step = self.settle(recorded.ref)
+                row = self.row(recorded.ref)
+                if step == COMMITTED:
+                    return row, None
+                if row["failure_reason"] and row["failure_reason"] not in NOT_AN_ANSWER:
+                    raise DeviceError.refused(row["failure_reason"], row["failure_message"] or "")
+                # interrupted or rate-limited earlier: try again
+            if precheck is not None:
+                precheck()
+            after = recorded.ref if recorded else ""
+            hid = st.new_id("hs")
+            try:
+                with self.owned(hid):
+                    row = self.begin(
+                        purpose=purpose,
+                        code=code,
+                        device=holder,
+                        caller_channel=channel,
+                        caller_role=role,
+                        grant_expire_us=hold_us,
+                        handshake_id=hid,
+                        also=lambda hid: self.requests.claim(key, 0, print_, hid, after=after),
+                    )
+                    self.prepare(hid, row, on_behalf_of=on_behalf_of)  # ends COMMITTING
+                    grant = self.commit(hid)
+            except DeviceError as err:
+                if stored(err):
+                    self.requests.finish(key, 0, print_, refusal=err)
+                raise
+            return self.row(hid), grant
 
     # --- final local writes --------------------------------------------------------------
 

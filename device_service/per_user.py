@@ -28,7 +28,7 @@ from device_service.peer import LicensePeer
 from keyslot_server.clock import Clock
 from keyslot_server.errors import Code
 from keyslot_server.formats import released_in, version_in_range
-from keyslot_server.requests import Key, Record, fingerprint, stored
+from keyslot_server.requests import Key
 from keyslot_server.timeconv import to_epoch_us
 
 Row = dict[str, Any]
@@ -111,37 +111,6 @@ class PerUserCodes:
         """
         account_id = account["account_id"]
         key = Key(account_id, "AddSubscription", request_id or secrets.token_hex(16))
-        print_ = fingerprint(code)
-        requests = self.handshakes.requests
-        with requests.exclusive(key):
-            recorded = requests.records(key, print_).get(0)
-            if recorded is not None:
-                replay = self._replay(recorded)
-                if replay is not None:
-                    return replay
-            after = recorded.ref if recorded else ""
-            return self._add(account_id, code, channel, role, key, print_, after)
-
-    def _replay(self, recorded: Record) -> Row | None:
-        if recorded.status is not None:
-            raise self.handshakes.requests.replayed(recorded)
-        hid = recorded.ref
-        with self.handshakes.owned(hid):
-            step = self.handshakes.settle(hid)
-        row = self.store.handshake(hid)
-        assert row is not None
-        if step == hs.COMMITTED:
-            return self.store.subscription(row["account_id"], row["code"])
-        if row["failure_reason"] and row["failure_reason"] not in hs.NOT_AN_ANSWER:
-            raise DeviceError.refused(row["failure_reason"], row["failure_message"] or "")
-        return None  # interrupted or rate-limited earlier: try again
-
-    def _add(  # type: ignore[no-untyped-def]
-        self, account_id, code, channel, role, key, print_, after
-    ) -> Row:
-        requests = self.handshakes.requests
-        if self.store.subscription(account_id, code) is not None:
-            raise _exists(code)
         holder = {
             "device_id": account_id,  # the account holds the slot (D11)
             "account_id": account_id,
@@ -149,25 +118,21 @@ class PerUserCodes:
             "region": "",
             "current_code": "",
         }
-        hid = st.new_id("hs")
-        try:
-            with self.handshakes.owned(hid):
-                row = self.handshakes.begin(
-                    purpose="ACCOUNT",
-                    code=code,
-                    device=holder,
-                    caller_channel=channel,
-                    caller_role=role,
-                    grant_expire_us=int(to_epoch_us(self.clock.now() + ACCOUNT_HOLD) or 0),
-                    handshake_id=hid,
-                    also=lambda hid: requests.claim(key, 0, print_, hid, after=after),
-                )
-                self.handshakes.prepare(hid, row)  # ends COMMITTING (commit_at_once)
-                self.handshakes.commit(hid)
-        except DeviceError as err:
-            if stored(err):
-                requests.finish(key, 0, print_, refusal=err)
-            raise
+
+        def not_added_yet() -> None:
+            if self.store.subscription(account_id, code) is not None:
+                raise _exists(code)
+
+        self.handshakes.run_at_once(
+            key,
+            code,
+            holder,
+            purpose="ACCOUNT",
+            channel=channel,
+            role=role,
+            hold_us=int(to_epoch_us(self.clock.now() + ACCOUNT_HOLD) or 0),
+            precheck=not_added_yet,
+        )
         added = self.store.subscription(account_id, code)
         assert added is not None
         return added
