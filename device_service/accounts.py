@@ -17,7 +17,7 @@ from device_service.per_user import PerUserCodes, is_per_user
 from device_service.settings import Settings
 from device_service.store import DeviceStore, new_id
 from keyslot_server.auth import Principal, new_token
-from keyslot_server.clock import Clock
+from keyslot_server.clock import Clock, now_us
 from keyslot_server.errors import Code
 from keyslot_server.timeconv import to_epoch_us
 
@@ -65,15 +65,14 @@ class Accounts:
         self.settings = settings
         self.per_user = per_user
 
-    def now_us(self) -> int:
-        return int(to_epoch_us(self.clock.now()) or 0)
-
     # --- accounts and console members ----------------------------------------------------
 
     def create(self, display_name: str, kind: int) -> tuple[Row, str]:
         """A new account and its credential."""
         token = new_token("acct")
-        row = self.store.create_account(new_id("acc"), display_name, kind, token, self.now_us())
+        row = self.store.create_account(
+            new_id("acc"), display_name, kind, token, now_us(self.clock)
+        )
         return row, token
 
     def add_member(
@@ -92,7 +91,7 @@ class Accounts:
             "account_id": account["account_id"],
             "display_name": display_name,
             "role": role,
-            "create_us": self.now_us(),
+            "create_us": now_us(self.clock),
         }
         return self.store.add_member(member, token, role_name), token
 
@@ -116,7 +115,7 @@ class Accounts:
             channel, role = rules.caller_context(caller)
             row = self.per_user.add(account, code, channel, role, request_id)
             return Subscription(row, self.license.get_code(code), self.store.used_slots(code))
-        if not self.store.add_subscription(account_id, code, self.now_us()):
+        if not self.store.add_subscription(account_id, code, now_us(self.clock)):
             raise DeviceError(
                 "SUBSCRIPTION_EXISTS",
                 "the code is already on the account",

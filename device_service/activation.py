@@ -51,9 +51,6 @@ class Activation:
         self.clock = clock
         self.handshakes = handshakes
 
-    def now_us(self) -> int:
-        return int(to_epoch_us(self.clock.now()) or 0)
-
     def activate(self, device: Row, code: str, request_id: str) -> tuple[Row, lpb.Code]:
         """Activates ``code`` on the (connected, calling) device; returns the device after
         it and the code. A request id replays the first answer (H1)."""

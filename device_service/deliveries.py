@@ -22,7 +22,7 @@ from device_service.peer import LicensePeer
 from device_service.per_user import PerUserCodes
 from device_service.settings import Settings
 from device_service.store import DeviceStore, new_id
-from keyslot_server.clock import Clock
+from keyslot_server.clock import Clock, now_us
 from keyslot_server.requests import Key, Record, fingerprint, stored
 from keyslot_server.timeconv import to_epoch_us
 
@@ -124,9 +124,6 @@ class Deliveries:
         self.settings = settings
         self.handshakes = handshakes
         self.per_user = per_user
-
-    def now_us(self) -> int:
-        return int(to_epoch_us(self.clock.now()) or 0)
 
     # --- send (step 1 for each target) ------------------------------------------------
 
@@ -240,7 +237,7 @@ class Deliveries:
             _refuse_unless_pending(delivery)
             row = self.handshakes.row(hid)
             if row["step"] == hs.PREPARED:
-                if delivery["expire_us"] <= self.now_us():
+                if delivery["expire_us"] <= now_us(self.clock):
                     # Decided here, not by sweeper timing: past the window it expires.
                     self.handshakes.request_abort(hid, "EXPIRED", "DELIVERY_EXPIRED", "too late")
                     self.handshakes.settle_quietly(hid)

@@ -20,7 +20,7 @@ from device_service.reserve import Reserves
 from device_service.settings import Settings
 from device_service.store import DeviceStore, new_id
 from keyslot_server.auth import hash_token, new_token
-from keyslot_server.clock import Clock
+from keyslot_server.clock import Clock, now_us
 from keyslot_server.timeconv import to_epoch_us
 
 Row = dict[str, Any]
@@ -74,9 +74,6 @@ class Devices:
         self.per_user = per_user
         self.connection_limits = connection_limits
 
-    def now_us(self) -> int:
-        return int(to_epoch_us(self.clock.now()) or 0)
-
     # --- connecting (D1) -------------------------------------------------------------------
 
     def create_connection_code(self, account_id: str) -> tuple[str, datetime]:
@@ -100,7 +97,7 @@ class Devices:
         """
         # S3: the code is the only identity here; unknown ones count per address and overall.
         self.connection_limits.check(peer, compact)
-        now = self.now_us()
+        now = now_us(self.clock)
         device_id = new_id("dev")
         token = new_token("devc")
 
@@ -145,7 +142,7 @@ class Devices:
             raise DeviceError.refused(
                 "DEVICE_NOT_CONNECTED", "the device is disconnected", deviceId=device["device_id"]
             )
-        self.store.update_device(device["device_id"], {**changes, "update_us": self.now_us()})
+        self.store.update_device(device["device_id"], {**changes, "update_us": now_us(self.clock)})
         return self._device(device["device_id"])
 
     def disconnect(self, device: Row) -> Row:
@@ -180,7 +177,7 @@ class Devices:
             self.reserves.fail_waiting(device_id, "DEVICE_NOT_CONNECTED", "device disconnected")
             return aborted
 
-        return self.store.disconnect_device(device_id, self.now_us(), fence)
+        return self.store.disconnect_device(device_id, now_us(self.clock), fence)
 
     # --- the app's check-in --------------------------------------------------------------------
 
@@ -193,13 +190,13 @@ class Devices:
         """
         device, reserve, pending = view.device, view.reserve, view.pending
         assert device is not None
-        now_us = self.now_us()  # one clock read: recorded and answered as server_time
+        at_us = now_us(self.clock)  # one clock read: recorded and answered as server_time
         changes: dict[str, object] = {}
         if app_version and app_version != device["app_version"]:
             changes["app_version"] = app_version
         last = device["last_check_in_us"]
-        if changes or last is None or not 0 <= now_us - last < CHECK_IN_RESOLUTION_US:
-            changes["last_check_in_us"] = now_us
+        if changes or last is None or not 0 <= at_us - last < CHECK_IN_RESOLUTION_US:
+            changes["last_check_in_us"] = at_us
             # Written first: a take-over below re-checks the version the app runs now (H3).
             # Only on a change or once a minute: a write per check-in would put every
             # check-in in the queue for SQLite's single writer.
@@ -231,7 +228,7 @@ class Devices:
             code = self.per_user.code_for(device)
             from_account = code is not None
         reserve_code = codes.get(reserve["code"]) if reserve else None
-        return CheckIn(view, code, from_account, reserve_code, now_us)
+        return CheckIn(view, code, from_account, reserve_code, at_us)
 
     def _device(self, device_id: str) -> Row:
         row = self.store.device(device_id)

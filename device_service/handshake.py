@@ -55,10 +55,10 @@ from device_service import store as st
 from device_service.errors import DeviceError
 from device_service.faults import crash_point, pause_point
 from device_service.peer import LicensePeer
-from keyslot_server.clock import Clock
+from keyslot_server.clock import Clock, now_us
 from keyslot_server.errors import Code
 from keyslot_server.requests import Key, KeyedLock, RequestLog, fingerprint, stored
-from keyslot_server.timeconv import from_epoch_us, to_epoch_us, to_timestamp
+from keyslot_server.timeconv import from_epoch_us, to_timestamp
 
 log = logging.getLogger("keyslot.device.handshake")
 
@@ -125,15 +125,12 @@ class Handshakes:
         self.locks = KeyedLock()
         # H1 for the device service's calls, over request_outcomes (keyslot_server.requests).
         self.requests = RequestLog(
-            store, "request_outcomes", DeviceError, self.now_us, self.locks, _held_error
+            store, "request_outcomes", DeviceError, lambda: now_us(clock), self.locks, _held_error
         )
 
     def register(self, purpose: str, hooks: Hooks) -> None:
         """Plugs in a purpose (ACTIVATE, SEND, RESERVE)."""
         self.hooks[purpose] = hooks
-
-    def now_us(self) -> int:
-        return int(to_epoch_us(self.clock.now()) or 0)
 
     # --- in-process ownership: one thread drives a handshake at a time -------------
 
@@ -210,7 +207,7 @@ class Handshakes:
             self.store.require_account(device["device_id"])
         else:
             self.require_connected(device["device_id"])
-        now = self.now_us()
+        now = now_us(self.clock)
         row: Row = {
             "handshake_id": handshake_id,
             "purpose": purpose,
@@ -246,7 +243,7 @@ class Handshakes:
 
     def _move(self, handshake_id: str, frm: tuple[str, ...], to: str, **values: Any) -> bool:
         """Compare-and-set of the step: False when the row is no longer in ``frm``."""
-        values.update(step=to, update_us=self.now_us())
+        values.update(step=to, update_us=now_us(self.clock))
         return self.store.move_handshake(handshake_id, frm, values)
 
     def _note_grant(self, handshake_id: str, grant_id: str) -> None:
@@ -285,9 +282,9 @@ class Handshakes:
             if moved:
                 row = self.row(handshake_id)
                 self.store.set_slot_state(
-                    "handshake_id = ?", (handshake_id,), st.RELEASED, self.now_us()
+                    "handshake_id = ?", (handshake_id,), st.RELEASED, now_us(self.clock)
                 )
-                self.hooks[row["purpose"]].on_aborted(row, self.now_us())
+                self.hooks[row["purpose"]].on_aborted(row, now_us(self.clock))
             return moved
 
     def abort_device(self, device_id: str, reason: str, message: str) -> list[str]:
@@ -364,7 +361,7 @@ class Handshakes:
             with self.store.write():
                 if not self._move(handshake_id, (PREPARING,), step, grant_id=grant.grant_id):
                     raise self.lost(handshake_id, _busy_error())
-                hooks.on_prepared(row, grant, self.now_us())
+                hooks.on_prepared(row, grant, now_us(self.clock))
         except DeviceError as err:
             self._note_grant(handshake_id, grant.grant_id)
             self.decide_abort(handshake_id, (PREPARING,), "FAILED", err.reason, err.message)
@@ -555,7 +552,7 @@ class Handshakes:
     # --- final local writes --------------------------------------------------------------
 
     def _finish_committed(self, handshake_id: str, grant: lpb.Grant) -> None:
-        now = self.now_us()
+        now = now_us(self.clock)
         with self.store.write():
             row = self.row(handshake_id)
             if row["step"] == COMMITTED:
@@ -587,7 +584,7 @@ class Handshakes:
     def _finish_aborted(
         self, handshake_id: str, reason: str = "", message: str = "", outcome: str = ""
     ) -> None:
-        now = self.now_us()
+        now = now_us(self.clock)
         with self.store.write():
             row = self.row(handshake_id)
             if row["step"] in (ABORTED, COMMITTED):
@@ -642,7 +639,7 @@ class Handshakes:
     def expire_due(self) -> int:
         """Aborts PREPARED handshakes past their deadline (the delivery window, D4)."""
         expired = 0
-        for hid in self.store.handshakes_past_deadline(self.now_us()):
+        for hid in self.store.handshakes_past_deadline(now_us(self.clock)):
             if not self._try_own(hid):
                 continue
             try:

@@ -16,8 +16,7 @@ from device_service import reserve as rsv
 from device_service.errors import DeviceError
 from device_service.peer import LicensePeer
 from device_service.store import DeviceStore
-from keyslot_server.clock import Clock
-from keyslot_server.timeconv import to_epoch_us
+from keyslot_server.clock import Clock, now_us
 
 Row = dict[str, Any]
 
@@ -49,9 +48,6 @@ class LicenseKeys:
         self.license = license
         self.clock = clock
         self.reserves = reserves
-
-    def now_us(self) -> int:
-        return int(to_epoch_us(self.clock.now()) or 0)
 
     def _shown(self, device_id: str, row: Row | None = None) -> Shown | None:
         row = row if row is not None else self.store.shown_reserve(device_id)
@@ -119,7 +115,7 @@ class LicenseKeys:
             # The reserve takes over first: on success it replaces the key in one step.
             row = self.reserves.take_over(device_id, allow_failed=True)
         if row is None or row["state"] != rsv.ACTIVATED:
-            self.store.remove_current_code(device_id, self.now_us())
+            self.store.remove_current_code(device_id, now_us(self.clock))
         after = self.store.device(device_id)
         assert after is not None
         return after, self._shown(device_id, row) if row is not None else None

@@ -25,7 +25,7 @@ from device_service import handshake as hs
 from device_service import store as st
 from device_service.errors import DeviceError
 from device_service.peer import LicensePeer
-from keyslot_server.clock import Clock
+from keyslot_server.clock import Clock, now_us
 from keyslot_server.errors import Code
 from keyslot_server.formats import released_in, version_in_range
 from keyslot_server.requests import Key
@@ -100,9 +100,6 @@ class PerUserCodes:
         self.clock = clock
         self.handshakes = handshakes
 
-    def now_us(self) -> int:
-        return int(to_epoch_us(self.clock.now()) or 0)
-
     def add(self, account: Row, code: str, channel: str, role: str, request_id: str) -> Row:
         """Activates ``code`` for the account (D11); returns the subscription row.
 
@@ -139,7 +136,7 @@ class PerUserCodes:
 
     def remove(self, account_id: str, code: str) -> None:
         """Takes ``code`` off the account; a per-user code's account slot is freed (D11)."""
-        if not self.store.remove_subscription(account_id, code, self.now_us()):
+        if not self.store.remove_subscription(account_id, code, now_us(self.clock)):
             raise DeviceError.not_found(
                 "SUBSCRIPTION_NOT_FOUND", "the code is not on the account", code=code
             )

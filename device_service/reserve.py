@@ -32,7 +32,7 @@ from device_service import store as st
 from device_service.errors import DeviceError
 from device_service.faults import pause_point
 from device_service.peer import LicensePeer
-from keyslot_server.clock import Clock
+from keyslot_server.clock import Clock, now_us
 from keyslot_server.errors import Code
 from keyslot_server.requests import Key, Record, fingerprint, stored
 from keyslot_server.timeconv import from_timestamp, to_epoch_us
@@ -186,9 +186,6 @@ class Reserves:
         self.clock = clock
         self.handshakes = handshakes
 
-    def now_us(self) -> int:
-        return int(to_epoch_us(self.clock.now()) or 0)
-
     @staticmethod
     def lock_of(device_id: str) -> str:
         """The in-process lock id serialising reserve work on one device."""
@@ -313,7 +310,7 @@ class Reserves:
                 if row["step"] == hs.PREPARED:
                     self.handshakes.request_abort(hid, OUTCOME_REMOVED, "", "removed")
                     self.handshakes.settle_quietly(hid)
-            self.store.end_live_reserve(reserve["reserve_id"], REMOVED, self.now_us())
+            self.store.end_live_reserve(reserve["reserve_id"], REMOVED, now_us(self.clock))
 
     def take_over(self, device_id: str, *, allow_failed: bool, wait: float = 10.0) -> Row | None:
         """Runs step 2 for the device's live reserve now; returns the reserve after it.
@@ -342,7 +339,7 @@ class Reserves:
                 row = self._handshake(hid)
                 if row["step"] in (hs.COMMITTED, hs.ABORTED):
                     return  # its outcome stands (ACTIVATED, or FAILED for a retry)
-            if row["step"] == hs.PREPARED and row["grant_expire_us"] <= self.now_us():
+            if row["step"] == hs.PREPARED and row["grant_expire_us"] <= now_us(self.clock):
                 # The grant passed its deadline: replace it rather than fail on it.
                 self.handshakes.request_abort(hid, OUTCOME_RENEW, "", "grant expired")
                 self.handshakes.settle_quietly(hid)
@@ -412,7 +409,7 @@ class Reserves:
         re-commits; before it, nothing was written. NO_FREE_SLOTS leaves the
         grant PREPARED so a retry can use it.
         """
-        now = self.now_us()
+        now = now_us(self.clock)
 
         def mark_committing() -> None:
             if not self.handshakes.request_commit(hid, app_version):
@@ -431,11 +428,11 @@ class Reserves:
 
     def _fail(self, reserve_id: str, err: DeviceError) -> None:
         """A live reserve fails with the reason (one removed or activated meanwhile stays)."""
-        self.store.fail_reserve(reserve_id, err.reason, err.message, self.now_us())
+        self.store.fail_reserve(reserve_id, err.reason, err.message, now_us(self.clock))
 
     def fail_waiting(self, device_id: str, reason: str, message: str) -> None:
         """The device's WAITING reserve fails (inside DisconnectDevice's write)."""
-        self.store.fail_waiting_reserve(device_id, reason, message, self.now_us())
+        self.store.fail_waiting_reserve(device_id, reason, message, now_us(self.clock))
 
     def _handshake(self, handshake_id: str) -> Row:
         row = self.store.handshake(handshake_id)
@@ -465,7 +462,7 @@ class Reserves:
         One BatchGetCodes for all candidates' current codes; a moment that
         moved (renewal, resume) is stored again instead.
         """
-        rows = self.store.due_reserves(self.now_us())
+        rows = self.store.due_reserves(now_us(self.clock))
         if not rows:
             return 0
         wanted = sorted({r["current_code"] for r in rows if r["current_code"]})

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+from keyslot_server.timeconv import to_epoch_us
+
 log = logging.getLogger(__name__)
 
 
@@ -72,3 +74,8 @@ def make_clock(test_clock_file: str | None) -> Clock:
         )
         return FileClock(test_clock_file)
     return SystemClock()
+
+
+def now_us(clock: Clock) -> int:
+    """The clock's now as epoch microseconds (how the stores keep time)."""
+    return int(to_epoch_us(clock.now()) or 0)
