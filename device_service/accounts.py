@@ -112,8 +112,7 @@ class Accounts:
             )
         if is_per_user(details):
             # D11: adding it activates it for the account, through a grant.
-            channel, role = rules.caller_context(caller)
-            row = self.per_user.add(account, code, channel, role, request_id)
+            row = self.per_user.add(account, code, rules.caller(caller), request_id)
             return Subscription(row, self.license.get_code(code), self.store.used_slots(code))
         if not self.store.add_subscription(account_id, code, now_us(self.clock)):
             raise DeviceError(

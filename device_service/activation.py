@@ -51,17 +51,19 @@ class Activation:
         self.clock = clock
         self.handshakes = handshakes
 
-    def activate(self, device: Row, code: str, request_id: str) -> tuple[Row, lpb.Code]:
+    def activate(
+        self, device: Row, code: str, caller: rules.Caller, request_id: str
+    ) -> tuple[Row, lpb.Code]:
         """Activates ``code`` on the (connected, calling) device; returns the device after
         it and the code. A request id replays the first answer (H1)."""
-        key = Key(device["device_id"], "ActivateDevice", request_id or secrets.token_hex(16))
+        key = Key(caller.key, "ActivateDevice", request_id or secrets.token_hex(16))
         _, grant = self.handshakes.run_at_once(
             key,
             code,
             device,
             purpose="ACTIVATE",
-            channel="DEVICE",
-            role="",
+            channel=caller.channel,
+            role=caller.role,
             hold_us=int(to_epoch_us(self.clock.now() + ACTIVATE_HOLD) or 0),
             # The typed code is a look-up on the account's budget (S3).
             on_behalf_of=rules.lookup_subject(device["account_id"]),

@@ -20,5 +20,7 @@ class ActivationApi(ApiBase):
         device = self.own_device()
         code = rules.normalize_code(request.code)
         request_id = rules.request_id(request.request_id, required=False)
-        row, details = self.activation.activate(device, code, request_id)
+        row, details = self.activation.activate(
+            device, code, rules.caller(self.principal()), request_id
+        )
         return pb.ActivateDeviceResponse(device=convert.device(row), code=details)

@@ -22,7 +22,7 @@ class DeliveriesApi(ApiBase):
     ) -> pb.SendSubscriptionResponse:
         p = self.principal()
         rules.require_account_caller(p)
-        channel, role = rules.caller_context(p)
+        caller = rules.caller(p)
         account = self.account_for(request.account_id)
         code = rules.normalize_code(request.code)
         request_id = rules.request_id(request.request_id)
@@ -34,7 +34,7 @@ class DeliveriesApi(ApiBase):
         if len(set(ids)) != len(ids):
             raise DeviceError.invalid("device_ids", "each device once")
         self.subscription_for(account["account_id"], code)
-        send = Send(account["account_id"], code, ids, request_id, channel, role)
+        send = Send(account["account_id"], code, ids, request_id, caller)
         results = self.deliveries.send(send)
         return pb.SendSubscriptionResponse(results=[convert.send_result(r) for r in results])
 

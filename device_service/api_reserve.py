@@ -21,11 +21,11 @@ class ReserveApi(ApiBase):
     def AddReserveCode(  # type: ignore[no-untyped-def]
         self, request: pb.AddReserveCodeRequest, context
     ) -> pb.AddReserveCodeResponse:
-        channel, role = rules.caller_context(self.principal())
+        caller = rules.caller(self.principal())
         device = self.connected_device_for(request.device_id)
         code = rules.normalize_code(request.code)
         request_id = rules.request_id(request.request_id, required=False)
-        shown = self.license_keys.add_reserve(device, code, channel, role, request_id)
+        shown = self.license_keys.add_reserve(device, code, caller, request_id)
         return pb.AddReserveCodeResponse(reserve=_reserve(shown))
 
     def RemoveReserveCode(  # type: ignore[no-untyped-def]

@@ -20,6 +20,7 @@ from device_service.errors import DeviceError
 from device_service.faults import pause_point
 from device_service.peer import LicensePeer
 from device_service.per_user import PerUserCodes
+from device_service.rules import Caller
 from device_service.settings import Settings
 from device_service.store import DeviceStore, new_id
 from keyslot_server.clock import Clock, now_us
@@ -102,8 +103,7 @@ class Send:
     code: str
     device_ids: list[str]
     request_id: str
-    channel: str
-    role: str
+    caller: Caller
 
 
 class Deliveries:
@@ -133,8 +133,8 @@ class Deliveries:
         The request id makes the call idempotent per target (H1): a retry gets
         each target's first answer, and an interrupted target is settled first.
         """
-        key = Key(send.account_id, "SendSubscription", send.request_id)
-        print_ = fingerprint(send.code, send.device_ids)
+        key = Key(send.caller.key, "SendSubscription", send.request_id)
+        print_ = fingerprint(send.account_id, send.code, send.device_ids)
         requests = self.handshakes.requests
         results = []
         with requests.exclusive(key):
@@ -203,8 +203,8 @@ class Deliveries:
                     purpose="SEND",
                     code=send.code,
                     device=device,
-                    caller_channel=send.channel,
-                    caller_role=send.role,
+                    caller_channel=send.caller.channel,
+                    caller_role=send.caller.role,
                     grant_expire_us=int(deadline or 0),
                     deadline_us=deadline,
                     owner_id=delivery_id,

@@ -511,7 +511,7 @@ class Handshakes:
         replay and before a new attempt. Returns the COMMITTED handshake row and
         the grant, which is None when the answer is a replay.
         """
-        print_ = fingerprint(code)
+        print_ = fingerprint(holder["device_id"], code)
         with self.requests.exclusive(key):
             recorded = self.requests.records(key, print_).get(0)
             if recorded is not None:

@@ -15,6 +15,7 @@ from keyslot.license.v1 import license_service_pb2 as lpb
 from device_service import reserve as rsv
 from device_service.errors import DeviceError
 from device_service.peer import LicensePeer
+from device_service.rules import Caller
 from device_service.store import DeviceStore
 from keyslot_server.clock import Clock, now_us
 
@@ -56,11 +57,9 @@ class LicenseKeys:
         codes = self.license.batch_get_codes([row["code"]])
         return Shown(row, codes[0] if codes else None)
 
-    def add_reserve(
-        self, device: Row, code: str, channel: str, role: str, request_id: str
-    ) -> Shown | None:
+    def add_reserve(self, device: Row, code: str, caller: Caller, request_id: str) -> Shown | None:
         """Adds a reserve code to the device (D8)."""
-        row = self.reserves.add(device, code, channel, role, request_id)
+        row = self.reserves.add(device, code, caller, request_id)
         return self._shown(device["device_id"], row)
 
     def remove_reserve(self, device: Row) -> None:

@@ -25,6 +25,7 @@ from device_service import handshake as hs
 from device_service import store as st
 from device_service.errors import DeviceError
 from device_service.peer import LicensePeer
+from device_service.rules import Caller
 from keyslot_server.clock import Clock, now_us
 from keyslot_server.errors import Code
 from keyslot_server.formats import released_in, version_in_range
@@ -100,14 +101,14 @@ class PerUserCodes:
         self.clock = clock
         self.handshakes = handshakes
 
-    def add(self, account: Row, code: str, channel: str, role: str, request_id: str) -> Row:
+    def add(self, account: Row, code: str, caller: Caller, request_id: str) -> Row:
         """Activates ``code`` for the account (D11); returns the subscription row.
 
         With the same request id a retry returns the first answer (H1); the
         id with another code is REQUEST_ID_REUSED.
         """
         account_id = account["account_id"]
-        key = Key(account_id, "AddSubscription", request_id or secrets.token_hex(16))
+        key = Key(caller.key, "AddSubscription", request_id or secrets.token_hex(16))
         holder = {
             "device_id": account_id,  # the account holds the slot (D11)
             "account_id": account_id,
@@ -125,8 +126,8 @@ class PerUserCodes:
             code,
             holder,
             purpose="ACCOUNT",
-            channel=channel,
-            role=role,
+            channel=caller.channel,
+            role=caller.role,
             hold_us=int(to_epoch_us(self.clock.now() + ACCOUNT_HOLD) or 0),
             precheck=not_added_yet,
         )

@@ -193,16 +193,14 @@ class Reserves:
 
     # --- step 1 ------------------------------------------------------------------------
 
-    def add(
-        self, device: Row, code: str, caller_channel: str, caller_role: str, request_id: str = ""
-    ) -> Row:
+    def add(self, device: Row, code: str, caller: rules.Caller, request_id: str = "") -> Row:
         """Prepares a RESERVE grant and stores the reserve WAITING (D8); raises refusals.
 
         With a request id the first answer is replayed (H1): the same reserve,
         or the same refusal; the id with another code is REQUEST_ID_REUSED.
         """
-        key = Key(device["device_id"], "AddReserveCode", request_id)
-        print_ = fingerprint(code)
+        key = Key(caller.key, "AddReserveCode", request_id)
+        print_ = fingerprint(device["device_id"], code)
         requests = self.handshakes.requests
         with self.handshakes.owned(self.lock_of(device["device_id"])):
             after = ""
@@ -214,7 +212,7 @@ class Reserves:
                         return replay
                     after = rec.ref
             try:
-                return self._add(device, code, caller_channel, caller_role, key, print_, after)
+                return self._add(device, code, caller.channel, caller.role, key, print_, after)
             except DeviceError as err:
                 if request_id and stored(err):
                     requests.finish(key, 0, print_, refusal=err)

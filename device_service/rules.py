@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 import secrets
+from dataclasses import dataclass
 
 from device_service.errors import DeviceError
 from keyslot_server import formats
-from keyslot_server.auth import Principal
+from keyslot_server.auth import Principal, caller_key
 
 # --- activation codes ----------------------------------------------------------------
 
@@ -143,14 +144,26 @@ def reaches_device(p: Principal, device_account_id: str, device_id: str) -> bool
     return reaches_account(p, device_account_id)
 
 
-def caller_context(p: Principal) -> tuple[str, str]:
-    """(channel, role) names for the license's CallerContext, from the principal only (S1)."""
+@dataclass(frozen=True)
+class Caller:
+    """Who asks for a handshake: the key its request ids are scoped by (H1) and the
+    channel and role the license's CallerContext names (from the principal only, S1)."""
+
+    key: str
+    channel: str
+    role: str = ""
+
+
+def caller(p: Principal) -> Caller:
+    """The Caller of a principal that may take part in a handshake; PERMISSION_DENIED else."""
     if p.kind == "portal":
-        return "PORTAL", ""
+        return Caller(caller_key(p), "PORTAL")
     if p.kind == "console":
-        return "CONSOLE", p.role if p.role in ("ADMINISTRATOR", "MEMBER") else ""
+        return Caller(
+            caller_key(p), "CONSOLE", p.role if p.role in ("ADMINISTRATOR", "MEMBER") else ""
+        )
     if p.kind == "device":
-        return "DEVICE", ""
+        return Caller(caller_key(p), "DEVICE")
     raise DeviceError.denied("this caller cannot take part in a handshake")
 
 

@@ -40,6 +40,12 @@ class Principal:
     member_id: str = ""
 
 
+def caller_key(principal: Principal) -> str:
+    """The caller as stored with what it did (request ids, support requests, budgets):
+    its kind and name, which name the credential for issued ones (``device:<id>``)."""
+    return f"{principal.kind}:{principal.name}"
+
+
 Resolver = Callable[[str], Principal | None]
 
 _current: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(

@@ -15,7 +15,7 @@ from keyslot.license.v1 import license_service_pb2 as pb
 from keyslot.license.v1 import license_service_pb2_grpc as pb_grpc
 
 from keyslot_server import formats
-from keyslot_server.auth import Principal, current_principal
+from keyslot_server.auth import Principal, caller_key, current_principal
 from keyslot_server.clock import Clock
 from license_service import convert, routing, terms
 from license_service import validation as val
@@ -23,7 +23,7 @@ from license_service.codes import normalize_code
 from license_service.convert import code_pb, fingerprint, grant_pb, product_pb
 from license_service.errors import LicenseError
 from license_service.feed import CodeFeed, watch_code_changes
-from license_service.lookups import Change, CodeLookups, caller_key
+from license_service.lookups import Change, CodeLookups
 from license_service.ops import LicenseOps
 from license_service.products import PRODUCT_ID
 from license_service.request_log import RequestLog

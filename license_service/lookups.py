@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from keyslot_server.auth import Principal
+from keyslot_server.auth import Principal, caller_key
 from keyslot_server.budget import FailureBudget
 from license_service import grants as g
 from license_service import routing, terms
@@ -25,11 +25,6 @@ from license_service.terms import CodeRecord
 ON_BEHALF_OF = re.compile(r"[\x21-\x7e]{1,128}")
 
 Change = Callable[[CodeRecord, datetime], CodeRecord]
-
-
-def caller_key(principal: Principal) -> str:
-    """The caller as stored with what it did (request ids, support requests, budgets)."""
-    return f"{principal.kind}:{principal.name}"
 
 
 def scope(principal: Principal) -> str | None:

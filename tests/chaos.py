@@ -570,7 +570,8 @@ def ack_violations(services: Services, snap: Snapshot, acks: list[Ack]) -> list[
                 services,
                 "SELECT ref AS handshake_id FROM request_outcomes"
                 " WHERE caller = ? AND method = 'ActivateDevice' AND request_id = ?",
-                (ack.device_id, ack.ref),
+                # H1 keys a request by its caller: the device's own credential.
+                (f"device:device:{ack.device_id}", ack.ref),
             )
             hs = handshakes.get(rows[0]["handshake_id"]) if rows else None
             if hs is None or hs["step"] != "COMMITTED":

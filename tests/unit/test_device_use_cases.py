@@ -22,6 +22,7 @@ from keyslot.device.v1 import device_service_pb2 as pb
 from device_service import handshake as hs
 from device_service.api import DeviceApi
 from device_service.errors import DeviceError
+from device_service.rules import Caller
 from device_service.server import Domain, Settings, build_domain
 from device_service.store import DeviceStore, new_id
 from keyslot_server import auth
@@ -130,7 +131,8 @@ class World:
             self.api.CompleteDelivery(request, None)
 
     def add_reserve(self, device_id: str, code: str) -> Row:
-        return self.domain.reserves.add(self.row(device_id), code, "DEVICE", "")
+        caller = Caller(f"device:device:{device_id}", "DEVICE")
+        return self.domain.reserves.add(self.row(device_id), code, caller)
 
     @contextmanager
     def as_device(self, device_id: str) -> Iterator[None]:
@@ -157,6 +159,11 @@ def calling_as(principal: Principal) -> Iterator[None]:
 def as_portal(account_id: str) -> Any:
     """The account's own credential (the portal acting for it)."""
     return calling_as(Principal(kind="portal", name=f"account:{account_id}", account_id=account_id))
+
+
+def portal(account_id: str) -> Caller:
+    """The account's portal credential as a handshake caller."""
+    return Caller(f"portal:account:{account_id}", "PORTAL")
 
 
 @pytest.fixture
@@ -205,6 +212,33 @@ def test_h1_activation_replays_by_request_id(world: World) -> None:
     assert world.license.codes[CODE_A].activation_count == 1
     assert world.slot_states(CODE_A) == {device: "ACTIVE"}
     assert refusal_of(lambda: world.activate(device, CODE_B, "req-1")) == "REQUEST_ID_REUSED"
+
+
+def test_h1_a_request_id_is_scoped_by_caller_and_method(world: World) -> None:
+    acc_a, acc_b = world.account(), world.account()
+    dev_a, dev_b = world.device(acc_a), world.device(acc_b)
+    world.subscribe(acc_a, CODE_A)
+    world.subscribe(acc_b, CODE_A)
+    backend = Principal(kind="portal", name="portal")  # the portal service: any account
+
+    def send(account_id: str, device_id: str) -> Any:
+        request = pb.SendSubscriptionRequest(
+            account_id=account_id, code=CODE_A, device_ids=[device_id], request_id="rq-1"
+        )
+        (result,) = world.api.SendSubscription(request, None).results
+        return result
+
+    with calling_as(backend):
+        first = send(acc_a, dev_a)
+        assert first.HasField("delivery")
+        # The same caller, method and id with another account: other parameters.
+        assert refusal_of(lambda: send(acc_b, dev_b)) == "REQUEST_ID_REUSED"
+        assert send(acc_a, dev_a).delivery.delivery_id == first.delivery.delivery_id
+    # Another caller's "rq-1" is its own request.
+    with as_portal(acc_b):
+        assert send(acc_b, dev_b).HasField("delivery")
+    # And the same id in another method is another request too.
+    assert world.activate(dev_a, CODE_B, request_id="rq-1").device.current_code == CODE_B
 
 
 def test_d3_no_free_slots_leaves_no_slot_and_aborts_the_grant(world: World) -> None:
@@ -440,7 +474,7 @@ def test_h3_a_reserve_blocked_before_its_take_over_fails_with_the_reason(world: 
 def test_d11_a_per_user_code_takes_one_account_slot_and_a_subscription(world: World) -> None:
     account, other = world.account(), world.account()
     device = world.device(account)
-    added = world.domain.per_user.add(world.store.account(account), PER_USER, "PORTAL", "", "r1")  # type: ignore[arg-type]
+    added = world.domain.per_user.add(world.store.account(account), PER_USER, portal(account), "r1")  # type: ignore[arg-type]
     assert (added["account_id"], added["per_user"]) == (account, 1)
     assert world.slot_states(PER_USER) == {account: "ACTIVE"}  # held by the account
     assert world.license.codes[PER_USER].first_activate_time == START  # L1
@@ -451,9 +485,9 @@ def test_d11_a_per_user_code_takes_one_account_slot_and_a_subscription(world: Wo
     second = world.store.account(other)
     assert second is not None
     add = world.domain.per_user.add
-    assert refusal_of(lambda: add(second, PER_USER, "PORTAL", "", "r2")) == "NO_FREE_SLOTS"
+    assert refusal_of(lambda: add(second, PER_USER, portal(other), "r2")) == "NO_FREE_SLOTS"
     assert world.license.grant_of(PER_USER, other).state == "ABORTED"
     # H1: the first account's retry gets its first answer, not a second slot.
-    again = add(world.store.account(account), PER_USER, "PORTAL", "", "r1")  # type: ignore[arg-type]
+    again = add(world.store.account(account), PER_USER, portal(account), "r1")  # type: ignore[arg-type]
     assert again == added
     assert world.slot_states(PER_USER) == {account: "ACTIVE"}
