@@ -1,6 +1,8 @@
 """The device service's calls to the license service over gRPC (``peer.LicensePeer``).
 
-Every call carries the peer token and a deadline. A refusal of the license
+Every call carries the peer token and a deadline; with TLS material the link is
+mutual TLS (S5): the license service's certificate is verified against the
+configured CA and the device service presents its client certificate. A refusal of the license
 service is relayed as a DeviceError with the same reason (so a blocked code
 reads CODE_BLOCKED at either service); an unreachable license service is
 LICENSE_SERVICE_UNAVAILABLE.
@@ -8,6 +10,7 @@ LICENSE_SERVICE_UNAVAILABLE.
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -46,11 +49,13 @@ class GrpcLicensePeer:
         clock: Clock | None = None,
         cache_size: int = 0,
         cache_max_age: float = 60.0,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self.address = address
         self.deadline = deadline
         self._metadata = (("authorization", f"Bearer {token}"),)
-        self.channel = grpc.insecure_channel(address, options=CALL_CHANNEL_OPTIONS)
+        self._credentials = credentials
+        self.channel = self._open(CALL_CHANNEL_OPTIONS)
         self.stub = lpb_grpc.LicenseServiceStub(self.channel)
         # Codes kept between changes (see code_cache); size 0 reads every time.
         self._watch_channel: grpc.Channel | None = None
@@ -64,15 +69,35 @@ class GrpcLicensePeer:
         while the license service is away must not put the calls' channel into
         back-off."""
         if self._watch_channel is None:
-            self._watch_channel = grpc.insecure_channel(
-                self.address,
-                options=[
+            self._watch_channel = self._open(
+                [
                     ("grpc.initial_reconnect_backoff_ms", 100),
                     ("grpc.max_reconnect_backoff_ms", 2000),
-                ],
+                ]
             )
         stub = lpb_grpc.LicenseServiceStub(self._watch_channel)
         return stub.WatchCodeChanges(requests, metadata=self._metadata)
+
+    def _open(self, options: list[tuple[str, Any]]) -> grpc.Channel:
+        if self._credentials is None:
+            return grpc.insecure_channel(self.address, options=options)
+        return grpc.secure_channel(self.address, self._credentials, options=options)
+
+    def reconnect(self, credentials: grpc.ChannelCredentials | None) -> None:
+        """New channels with new TLS material (SIGHUP after a certificate rotation).
+
+        Calls in flight finish on the old channel, closed once their deadline has
+        passed; the code watch re-opens on the new material when its stream ends."""
+        self._credentials = credentials
+        old = [self.channel]
+        self.channel = self._open(CALL_CHANNEL_OPTIONS)
+        self.stub = lpb_grpc.LicenseServiceStub(self.channel)
+        if self._watch_channel is not None:
+            old.append(self._watch_channel)
+            self._watch_channel = None
+        closer = threading.Timer(self.deadline + 1.0, lambda: [c.close() for c in old])
+        closer.daemon = True
+        closer.start()
 
     def call(self, method: str, request: Any) -> Any:
         """Calls ``method`` with the peer token and the deadline; relays refusals."""

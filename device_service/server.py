@@ -6,7 +6,9 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
+import grpc
 from keyslot.device.v1 import device_service_pb2_grpc as pb_grpc
+from keyslot_server.tokens import read_credential
 
 from device_service.access import Access
 from device_service.accounts import Accounts
@@ -25,7 +27,7 @@ from device_service.reserve import Reserves, reserve_hooks
 from device_service.settings import Settings
 from device_service.store import DeviceStore
 from device_service.sweeper import Sweeper
-from keyslot_server import auth
+from keyslot_server import auth, tls, transport
 from keyslot_server.clock import Clock, make_clock
 from keyslot_server.retention import Pruner
 from keyslot_server.server import Running, create_server
@@ -72,16 +74,30 @@ def build_domain(
 
 
 def build(settings: Settings, clock: Clock | None = None) -> Running:
-    """Opens the store, connects to the license service and starts the server."""
+    """Opens the store, connects to the license service and starts the server.
+
+    Every configured file is checked first: a ConfigError leaves no database behind."""
     clock = clock or make_clock(settings.test_clock_file)
-    store = DeviceStore(settings.db, check_in_cache_size=settings.check_in_cache_size)
-    tokens = auth.TokenFile.load(settings.tokens_file)
-    peer_token = settings.peer_token or tokens.first_of_kind("peer")
-    if not peer_token:
-        raise SystemExit(
-            "device service: no peer token (set KEYSLOT_DEVICE_PEER_TOKEN or add a peer "
-            "token to the tokens file)"
+    material = transport.server_tls(settings.tls_cert, settings.tls_key)
+    if material is None:
+        transport.require_plaintext_allowed([settings.listen], settings.plaintext, "device")
+    if settings.license_ca is None:
+        transport.require_plaintext_allowed(
+            [settings.license_address], settings.plaintext, "device (link to license)"
         )
+
+    def link_credentials() -> grpc.ChannelCredentials | None:
+        """The peer link's TLS material, read again on SIGHUP (S5)."""
+        if settings.license_ca is None:
+            return None
+        return tls.channel_credentials(
+            settings.license_ca, settings.license_cert, settings.license_key
+        )
+
+    link = link_credentials()  # checked now: a bad file stops the start
+    tokens = auth.TokenFile.load(settings.tokens_file, clock)
+    peer_token = settings.peer_token or read_credential(settings.peer_credentials, "peer")
+    store = DeviceStore(settings.db, check_in_cache_size=settings.check_in_cache_size)
     license_peer = GrpcLicensePeer(
         settings.license_address,
         peer_token,
@@ -89,10 +105,11 @@ def build(settings: Settings, clock: Clock | None = None) -> Running:
         clock=clock,
         cache_size=settings.code_cache_size,
         cache_max_age=settings.code_cache_max_age,
+        credentials=link,
     )
     domain = build_domain(store, clock, license_peer, settings)
     running = create_server(
-        address=settings.listen,
+        listeners=[transport.public_listener(settings.listen, material)],
         domain=DOMAIN,
         resolver=auth.chain(tokens.resolve, store.resolve_credential),
         register=lambda server: pb_grpc.add_DeviceServiceServicer_to_server(domain.api, server),
@@ -108,5 +125,9 @@ def build(settings: Settings, clock: Clock | None = None) -> Running:
         domain.handshakes, settings.sweep_interval, [domain.reserves.take_over_due], pruner=pruner
     )
     sweeper.start()
+    running.on_reload.append(tokens.reload)
+    if material is not None:
+        running.on_reload.append(material.reload)
+    running.on_reload.append(lambda: license_peer.reconnect(link_credentials()))
     running.on_stop.extend([sweeper.stop, license_peer.close, store.close])
     return running

@@ -17,11 +17,27 @@ class Settings(ServerSettings):
 
     listen: str = setting("127.0.0.1:50052", "host:port to serve on")
     db: str = setting("var/device.db", "SQLite database file")
-    license_address: str = setting("127.0.0.1:50051", "host:port of the license service")
+    license_address: str = setting(
+        "127.0.0.1:50051",
+        "host:port of the license service; with a license CA set, its mutual-TLS peer port",
+    )
+    license_ca: str | None = setting(
+        None,
+        "CA certificate(s) (PEM) the license service's certificate must chain to; unset:"
+        " plaintext, allowed to a loopback address only",
+    )
+    license_cert: str | None = setting(
+        None, "client certificate (PEM) presented to the license service (mutual TLS, S5)"
+    )
+    license_key: str | None = setting(None, "private key (PEM) of the client certificate")
     peer_token: str = setting(
         "",
-        "token for calls to the license service; unset: the first peer token of the tokens file",
+        "token for calls to the license service; unset: the 'peer' entry of the credentials file",
         secret=True,
+    )
+    peer_credentials: str = setting(
+        "var/credentials.json",
+        "JSON credentials file (0600) holding the peer token under 'peer'",
     )
     license_deadline: float = setting(
         3.0, "seconds per call to the license service", check=positive

@@ -1,14 +1,16 @@
 """`make run`: starts both services on the dev defaults and stops both on Ctrl-C.
 
-Writes var/tokens.json with fresh development tokens the first time and
-prints them, so you can call the services with grpcurl or the keyslot CLI.
+The first time it creates a development CA and certificates under var/tls/
+(both services serve TLS; the device service calls the license service's
+mutual-TLS peer port with its client certificate) and the development tokens:
+their hashes in var/tokens.json, the tokens in var/credentials.json (0600),
+which the keyslot CLI reads. It prints where they are and a first call.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -18,55 +20,67 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from keyslot_server.files import private_dir, private_file, write_private
+from keyslot_server import tls, tokens
+from keyslot_server.files import private_dir, private_file
 
 VAR = Path("var")
 TOKENS = VAR / "tokens.json"
+CREDENTIALS = VAR / "credentials.json"
+TLS_DIR = VAR / "tls"
 LICENSE = "127.0.0.1:50051"
+LICENSE_PEER = "127.0.0.1:50053"  # the mutual-TLS port only the device service calls
 DEVICE = "127.0.0.1:50052"
 
+# The development callers: (credential key, kind, name), one token each.
+DEV_CALLERS = (
+    ("provider", "provider", "dev-shop"),
+    ("portal", "portal", "portal"),
+    ("console", "console", "console"),
+    ("peer", "peer", "device-service"),
+)
 
-def dev_tokens() -> dict[str, list[dict[str, str]]]:
-    """Creates the development tokens file once; later runs reuse it.
 
-    var/ (databases, tokens) is 0700 and the tokens file 0600, also when an
-    older run left them readable by others.
+def dev_tokens() -> dict[str, str]:
+    """Creates the development tokens once; later runs reuse them.
+
+    The services read only hashes (var/tokens.json, S6); the tokens themselves go
+    to var/credentials.json (0600), which the CLI, the bench and the device
+    service (its peer token) read. A plaintext tokens file an older release
+    wrote is converted: its tokens are kept as credentials, then hashed.
     """
     private_dir(VAR, tighten_existing=True)
     if TOKENS.exists():
-        return json.loads(private_file(TOKENS).read_text())
-    data = {
-        "tokens": [
-            {
-                "token": f"dev-provider-{secrets.token_urlsafe(16)}",
-                "kind": "provider",
-                "name": "dev-shop",
-            },
-            {
-                "token": f"dev-portal-{secrets.token_urlsafe(16)}",
-                "kind": "portal",
-                "name": "portal",
-            },
-            {
-                "token": f"dev-console-{secrets.token_urlsafe(16)}",
-                "kind": "console",
-                "name": "console",
-            },
-            {
-                "token": f"dev-peer-{secrets.token_urlsafe(16)}",
-                "kind": "peer",
-                "name": "device-service",
-            },
-        ]
-    }
-    write_private(TOKENS, json.dumps(data, indent=2) + "\n")
-    return data
+        text = private_file(TOKENS).read_text()  # tightened to 0600 if an older run left it
+        plaintext = [t for t in json.loads(text).get("tokens", []) if "token" in t]
+        for item in plaintext:
+            saved = _credentials()
+            if item.get("kind") in KINDS_WITH_CREDENTIALS and item["kind"] not in saved:
+                tokens.save_credential(CREDENTIALS, item["kind"], item["token"])
+        if plaintext:
+            tokens.migrate(TOKENS)
+    saved = _credentials()
+    for key, kind, name in DEV_CALLERS:
+        if key not in saved:
+            token, _ = tokens.create(TOKENS, kind, name)
+            tokens.save_credential(CREDENTIALS, key, token)
+    return _credentials()
 
 
-def wait_serving(address: str, service: str, timeout: float = 20.0) -> bool:
-    """Polls grpc.health.v1 until the service reports SERVING."""
+KINDS_WITH_CREDENTIALS = {key for key, _, _ in DEV_CALLERS}
+
+
+def _credentials() -> dict[str, str]:
+    if not CREDENTIALS.exists():
+        return {}
+    data = json.loads(private_file(CREDENTIALS).read_text())
+    return {k: v for k, v in data.items() if isinstance(v, str)}
+
+
+def wait_serving(address: str, service: str, ca: Path, timeout: float = 20.0) -> bool:
+    """Polls grpc.health.v1 over TLS until the service reports SERVING."""
     end = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
+    credentials = grpc.ssl_channel_credentials(ca.read_bytes())
+    with grpc.secure_channel(address, credentials) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < end:
             try:
@@ -79,8 +93,10 @@ def wait_serving(address: str, service: str, timeout: float = 20.0) -> bool:
 
 
 def main() -> int:
-    tokens = dev_tokens()
+    pki = tls.dev_pki(TLS_DIR)
+    credentials = dev_tokens()
     env = dict(os.environ, KEYSLOT_TOKENS_FILE=str(TOKENS))
+    serve_tls = ["--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key)]
     procs = [
         subprocess.Popen(
             [
@@ -91,6 +107,11 @@ def main() -> int:
                 LICENSE,
                 "--db",
                 str(VAR / "license.db"),
+                *serve_tls,
+                "--peer-listen",
+                LICENSE_PEER,
+                "--peer-ca",
+                str(pki.ca),
             ],
             env=env,
         ),
@@ -103,8 +124,17 @@ def main() -> int:
                 DEVICE,
                 "--db",
                 str(VAR / "device.db"),
+                *serve_tls,
                 "--license-address",
-                LICENSE,
+                LICENSE_PEER,
+                "--license-ca",
+                str(pki.ca),
+                "--license-cert",
+                str(pki.peer_cert),
+                "--license-key",
+                str(pki.peer_key),
+                "--peer-credentials",
+                str(CREDENTIALS),
             ],
             env=env,
         ),
@@ -117,19 +147,24 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    ok = wait_serving(LICENSE, "keyslot.license.v1.LicenseService") and wait_serving(
-        DEVICE, "keyslot.device.v1.DeviceService"
+    ok = wait_serving(LICENSE, "keyslot.license.v1.LicenseService", pki.ca) and wait_serving(
+        DEVICE, "keyslot.device.v1.DeviceService", pki.ca
     )
     if not ok:
         print("services did not become healthy", file=sys.stderr)
         stop()
-        return 1
-    print("\nkeyslot is running (Ctrl-C stops both):")
+        return max(proc.wait() for proc in procs) or 1
+    print("\nkeyslot is running over TLS (Ctrl-C stops both):")
     print(f"  license service  {LICENSE}  keyslot.license.v1.LicenseService")
     print(f"  device service   {DEVICE}  keyslot.device.v1.DeviceService")
-    print(f"  development tokens ({TOKENS}):")
-    for item in tokens["tokens"]:
-        print(f"    {item['kind']:<9} {item['token']}")
+    print(f"  CA certificate   {pki.ca}  (trust it: --ca, KEYSLOT_CA, -cacert)")
+    print(f"  client tokens    {CREDENTIALS}  ({', '.join(sorted(credentials))}; the CLI reads it)")
+    print("\nIn another terminal, the provider token for raw calls:")
+    read = f"import json; print(json.load(open('{CREDENTIALS}'))['provider'])"
+    print(f'  export KEYSLOT_PROVIDER_TOKEN="$(python3 -c "{read}")"')
+    print("  .venv/bin/buf curl --cacert var/tls/ca.pem --protocol grpc \\")
+    print('    -H "authorization: Bearer $KEYSLOT_PROVIDER_TOKEN" \\')
+    print(f"    https://{LICENSE}/keyslot.license.v1.LicenseService/ListProducts")
     print(flush=True)
     codes = [proc.wait() for proc in procs]
     return max(codes)

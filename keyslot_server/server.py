@@ -1,8 +1,10 @@
 """Server bootstrap shared by both services.
 
 ``create_server`` builds a grpc.Server with the keyslot interceptor, health
-and reflection and binds it; ``serve`` runs it until SIGTERM/SIGINT and shuts
-down gracefully (health NOT_SERVING first, then ``server.stop(grace)``).
+and reflection and binds its listeners (TLS, mutual TLS or, on loopback,
+plaintext); ``serve_forever`` runs it until SIGTERM/SIGINT and shuts down
+gracefully (health NOT_SERVING first, then ``server.stop(grace)``). SIGHUP
+re-reads what can change under a running service (certificates, tokens).
 """
 
 from __future__ import annotations
@@ -44,10 +46,17 @@ class KeyslotInterceptor(grpc.ServerInterceptor):
     read SQLite) inside the call, on its worker thread.
     """
 
-    def __init__(self, domain: str, resolver: auth.Resolver, log_calls: bool = True) -> None:
+    def __init__(
+        self,
+        domain: str,
+        resolver: auth.Resolver,
+        log_calls: bool = True,
+        peer_check: PeerCheck | None = None,
+    ) -> None:
         self.domain = domain
         self.resolver = resolver
         self.log_calls = log_calls
+        self.peer_check = peer_check
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
     def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
@@ -72,8 +81,13 @@ class KeyslotInterceptor(grpc.ServerInterceptor):
         """The caller, or an abort with UNAUTHENTICATED."""
         token = auth.bearer_token(context.invocation_metadata() or ())
         principal = self.resolver(token) if token else None
+        message = "missing bearer token" if not token else "unknown bearer token"
+        # S5: the peer token is a second factor; the first is the peer's certificate.
+        peer = principal is not None and principal.kind == "peer"
+        if peer and self.peer_check is not None and not self.peer_check(context):
+            principal = None
+            message = "the peer token is accepted only with the peer's client certificate"
         if principal is None:
-            message = "missing bearer token" if not token else "unknown bearer token"
             context.abort_with_status(
                 rpc_status.to_status(unauthenticated_status(self.domain, message))
             )
@@ -184,16 +198,43 @@ def _aborted(context: grpc.ServicerContext) -> bool:
     return code not in (None, grpc.StatusCode.OK)
 
 
+PeerCheck = Callable[[grpc.ServicerContext], bool]
+"""Whether a call comes with the peer's verified client certificate (S5)."""
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One address to serve on: ``credentials`` None serves plaintext (loopback only)."""
+
+    address: str
+    credentials: grpc.ServerCredentials | None = None
+    name: str = "port"  # what the start-up line calls it: "port", "peer port"
+
+
 @dataclass
 class Running:
-    """A bound server with its health servicer and the port it got."""
+    """A bound server with its health servicer and the ports it got (one per listener)."""
 
     server: grpc.Server
-    port: int
+    ports: dict[str, int]
     health: health.HealthServicer
     service_names: Sequence[str]
     on_stop: list[Callable[[], None]] = field(default_factory=list)
     on_stopping: list[Callable[[], None]] = field(default_factory=list)
+    # Run on SIGHUP: re-read certificates and tokens without a restart.
+    on_reload: list[Callable[[], object]] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        """The first listener's port (the public one)."""
+        return next(iter(self.ports.values()))
+
+    def reload(self) -> None:
+        for hook in self.on_reload:
+            try:
+                hook()
+            except Exception:  # one failing reload must not stop the others or the server
+                log.exception("reload failed")
 
     def stop(self, grace: float) -> None:
         """Health NOT_SERVING first so balancers drain, then a graceful stop."""
@@ -210,18 +251,22 @@ class Running:
 
 def create_server(
     *,
-    address: str,
+    listeners: Sequence[Listener],
     domain: str,
     resolver: auth.Resolver,
     register: Callable[[grpc.Server], None],
     service_names: Sequence[str],
     workers: int = 16,
     log_calls: bool = True,
+    peer_check: PeerCheck | None = None,
 ) -> Running:
-    """Builds and starts the server on ``address`` ("host:0" picks a free port)."""
+    """Builds and starts the server on its listeners ("host:0" picks a free port).
+
+    ``peer_check`` None accepts the peer token alone (a plaintext development
+    setup); otherwise a peer principal needs the check to pass as well."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
-        interceptors=[KeyslotInterceptor(domain, resolver, log_calls)],
+        interceptors=[KeyslotInterceptor(domain, resolver, log_calls, peer_check)],
         # One process per port: a second instance must fail to bind, not share.
         options=[("grpc.so_reuseport", 0)],
     )
@@ -231,13 +276,32 @@ def create_server(
     reflection.enable_server_reflection(
         (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(address)
-    if port == 0:
-        raise RuntimeError(f"could not bind {address}")
+    ports: dict[str, int] = {}
+    for listener in listeners:
+        try:
+            if listener.credentials is None:
+                port = server.add_insecure_port(listener.address)
+            else:
+                port = server.add_secure_port(listener.address, listener.credentials)
+        except RuntimeError:
+            port = 0
+        if port == 0:
+            raise AddressInUse(listener.address)
+        ports[listener.name] = port
     server.start()
     for name in (*service_names, ""):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Running(server, port, health_servicer, service_names)
+    return Running(server, ports, health_servicer, service_names)
+
+
+class AddressInUse(Exception):
+    """A listener's address could not be bound (taken by another process, or not local)."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(
+            f"cannot listen on {address}: the port is taken or the address is not local"
+        )
+        self.address = address
 
 
 def _force_exit(service: str) -> None:
@@ -267,16 +331,26 @@ def serve_forever(running: Running, grace: float, service: str) -> int:
         log.info("%s: received %s, shutting down", service, signal.Signals(signum).name)
         stop.set()
 
+    reload = threading.Event()
+
+    def on_hangup(_signum: int, _frame: object) -> None:
+        reload.set()
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hangup)
     # One write: print() writes the text and the newline separately, and a
     # log line from another thread (the code watch) could land in between.
-    sys.stdout.write(f"{service}: serving on port {running.port}\n")
+    extra = "".join(f", {name} {port}" for name, port in list(running.ports.items())[1:])
+    sys.stdout.write(f"{service}: serving on port {running.port}{extra}\n")
     sys.stdout.flush()
     # A process-directed signal may land on a gRPC thread; Python runs the handler
     # only when the main thread executes bytecode, so wake up regularly.
     while not stop.wait(0.5):
-        pass
+        if reload.is_set():
+            reload.clear()
+            log.info("%s: SIGHUP, re-reading certificates and tokens", service)
+            running.reload()
     # A shutdown that hangs (a stuck hook, a wedged call) must not keep the port:
     # past grace plus a margin the process exits anyway, loudly.
     watchdog = threading.Timer(grace + 10.0, _force_exit, args=(service,))

@@ -81,7 +81,21 @@ class ServerSettings:
     # Common: the one file of principals both services (and the CLI) read; the
     # device service's peer token must be one the license service accepts.
     tokens_file: str = setting(
-        "var/tokens.json", "JSON tokens file of static principals", common=True
+        "var/tokens.json",
+        "JSON file of the static principals' token hashes (S6), re-read when it changes;"
+        " manage it with python -m keyslot_server.tokens",
+        common=True,
+    )
+    # Per service: each presents its own certificate (S5). Unset: plaintext, which
+    # only a loopback address may serve without --plaintext 1.
+    tls_cert: str | None = setting(
+        None, "TLS certificate chain (PEM) to serve with; unset: plaintext (loopback only)"
+    )
+    tls_key: str | None = setting(None, "private key (PEM) of the TLS certificate")
+    plaintext: bool = setting(
+        False,
+        "1 to serve without TLS on a non-loopback address (warned about loudly; never in"
+        " production)",
     )
     # Common: the services must read the same time or the rules see two clocks.
     test_clock_file: str | None = setting(None, "tests only: read now from this file", common=True)

@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from keyslot_server.files import private_umask
-from keyslot_server.server import serve_forever, setup_logging
-from keyslot_server.settings import describe, from_args
+from keyslot_server.main import run_service
 from license_service.server import build
 from license_service.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Before any file exists: SQLite's -wal/-shm come later and must be 0600 too.
-    private_umask()
-    setup_logging("license")
-    settings = from_args(Settings, argv)
-    print("license service settings:\n" + describe(settings), flush=True)
-    running = build(settings)
-    return serve_forever(running, settings.grace, "license service")
+    return run_service(Settings, build, argv)
 
 
 if __name__ == "__main__":

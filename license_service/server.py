@@ -7,11 +7,12 @@ from datetime import timedelta
 
 from keyslot.license.v1 import license_service_pb2_grpc as pb_grpc
 
-from keyslot_server import auth
+from keyslot_server import auth, transport
 from keyslot_server.budget import FailureBudget
 from keyslot_server.clock import Clock, make_clock
+from keyslot_server.config import ConfigError
 from keyslot_server.retention import Pruner
-from keyslot_server.server import Running, create_server
+from keyslot_server.server import Listener, Running, create_server
 from license_service.api import LicenseApi
 from license_service.errors import DOMAIN
 from license_service.lookups import CodeLookups
@@ -26,10 +27,28 @@ log = logging.getLogger("keyslot.license")
 
 
 def build(settings: Settings, clock: Clock | None = None) -> Running:
-    """Opens the store, starts the server and the sweeper; returns the running server."""
+    """Opens the store, starts the server and the sweeper; returns the running server.
+
+    Every configured file is checked first: a ConfigError leaves no database behind."""
     clock = clock or make_clock(settings.test_clock_file)
+    material = transport.server_tls(settings.tls_cert, settings.tls_key, settings.peer_ca)
+    listeners = [transport.public_listener(settings.listen, material)]
+    peer_check = None
+    if material is None:
+        if settings.peer_listen:
+            raise ConfigError("--peer-listen", "the peer port is mutual TLS: give --tls-cert")
+        transport.require_plaintext_allowed([settings.listen], settings.plaintext, "license")
+    else:
+        # S5: with TLS on, the peer principal needs the peer's client certificate, which
+        # only the peer port asks for (gRPC cannot make a client certificate optional).
+        peer_check = transport.peer_certificate_check(settings.peer_uri)
+        if settings.peer_listen:
+            if not settings.peer_ca:
+                raise ConfigError("--peer-listen", "needs --peer-ca to verify the peer")
+            mutual = material.credentials(require_client_auth=True)
+            listeners.append(Listener(settings.peer_listen, mutual, "peer port"))
+    tokens = auth.TokenFile.load(settings.tokens_file, clock)
     store = LicenseStore(settings.db)
-    tokens = auth.TokenFile.load(settings.tokens_file)
     window = timedelta(seconds=settings.lookup_window)
     lookups = FailureBudget(store, settings.lookup_budget, window)  # S3, in the database
     ops = LicenseOps(store)
@@ -41,14 +60,18 @@ def build(settings: Settings, clock: Clock | None = None) -> Running:
         clock=clock,
     )
     running = create_server(
-        address=settings.listen,
+        listeners=listeners,
         domain=DOMAIN,
         resolver=tokens.resolve,
         register=lambda server: pb_grpc.add_LicenseServiceServicer_to_server(api, server),
         service_names=[SERVICE_NAME],
         workers=settings.workers,
         log_calls=settings.log_calls,
+        peer_check=peer_check,
     )
+    running.on_reload.append(tokens.reload)
+    if material is not None:
+        running.on_reload.append(material.reload)
     retention = store.retention_rules(timedelta(hours=settings.retention_hours))
     pruner = Pruner(store, (*retention, lookups.prune_rule()))
     sweeper = Sweeper(ops, clock, settings.sweep_interval, pruner)

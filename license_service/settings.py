@@ -16,6 +16,18 @@ class Settings(ServerSettings):
 
     listen: str = setting("127.0.0.1:50051", "host:port to serve on")
     db: str = setting("var/license.db", "SQLite database file")
+    peer_listen: str = setting(
+        "",
+        "host:port of the mutual-TLS port the device service calls (S5); needs a TLS certificate"
+        " and the peer CA; unset: no peer port",
+    )
+    peer_ca: str | None = setting(
+        None, "CA certificate(s) (PEM) that issue the device service's client certificates"
+    )
+    peer_uri: str = setting(
+        "spiffe://keyslot/device-service",
+        "URI SAN the device service's client certificate must carry (S5)",
+    )
     lookup_budget: int = setting(
         20,
         "failed code look-ups a caller (for the device service: each account it acts for)"

@@ -111,17 +111,21 @@ class Peers:
 
     def __init__(self, services: Services) -> None:
         self._channels = [
-            grpc.insecure_channel(services.device.address, options=CHANNEL_OPTIONS),
-            grpc.insecure_channel(services.license.address, options=CHANNEL_OPTIONS),
+            services.device.channel(**dict(CHANNEL_OPTIONS)),
+            services.license.channel(**dict(CHANNEL_OPTIONS)),
         ]
         self._device = dpb_grpc.DeviceServiceStub(self._channels[0])
         self._license = lpb_grpc.LicenseServiceStub(self._channels[1])
+        # The peer calls on its mutual-TLS port, as the device service does (S5).
+        peer = services.peer_channel() if services.pki is not None else self._channels[1]
+        self._peer = lpb_grpc.LicenseServiceStub(peer)
 
     def device_as(self, who: str) -> Caller:
         return Caller(self._device, TOKENS.get(who, who), CALL_TIMEOUT)
 
     def license_as(self, who: str = "provider") -> Caller:
-        return Caller(self._license, TOKENS.get(who, who), CALL_TIMEOUT)
+        stub = self._peer if who == "peer" else self._license
+        return Caller(stub, TOKENS.get(who, who), CALL_TIMEOUT)
 
     def close(self) -> None:
         for channel in self._channels:

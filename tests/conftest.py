@@ -28,3 +28,8 @@ def fresh_services(tmp_path: Path) -> Iterator[Services]:
         yield svc.start()
     finally:
         svc.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``last`` (the log scans) run after all others, on their logs."""
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)

@@ -3,6 +3,11 @@
 Each service binds 127.0.0.1:0 and reports its port on stdout; the harness
 reads it from the log file, waits for health SERVING, and can stop
 (SIGTERM), kill -9 and restart a service on the same port and database.
+
+By default both serve TLS with a development CA made for the pair (S5), and
+the device service calls the license service's mutual-TLS peer port with its
+client certificate; ``Services(tls=False)`` runs them plaintext on loopback.
+The tokens file holds hashes only (S6); the tests keep the tokens (TOKENS).
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from keyslot.device.v1 import device_service_pb2_grpc as dpb_grpc
 from keyslot.errors import KeyslotError, from_rpc_error
 from keyslot.license.v1 import license_service_pb2_grpc as lpb_grpc
 
+from keyslot_server.auth import hash_token
 from keyslot_server.clock import format_rfc3339, parse_rfc3339
+from keyslot_server.tls import dev_pki
 
 ROOT = Path(__file__).resolve().parents[1]
 START = datetime.fromisoformat("2026-01-01T00:00:00+00:00")
@@ -36,6 +43,33 @@ TOKENS = {
     "console": "test-console-token-0001",
     "peer": "test-peer-token-0000001",
 }
+# (key in TOKENS, kind, name) of the static principals every test pair knows.
+PRINCIPALS = (
+    ("provider", "provider", "shop-one"),
+    ("provider2", "provider", "shop-two"),
+    ("portal", "portal", "portal"),
+    ("console", "console", "console"),
+    ("peer", "peer", "device-service"),
+)
+
+
+def write_tokens_file(path: Path, principals: Any = PRINCIPALS) -> None:
+    """A tokens file (format 2, hashes only) for TOKENS."""
+    entries = [
+        {
+            "id": f"tok_{i:012x}",
+            "sha256": hash_token(TOKENS[key]),
+            "kind": kind,
+            "name": name,
+            "role": "",
+            "created": "2026-01-01T00:00:00Z",
+            "expires": None,
+        }
+        for i, (key, kind, name) in enumerate(principals)
+    ]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"version": 2, "tokens": entries}, indent=1))
+    tmp.replace(path)
 
 
 def wait_for(predicate: Any, what: str, timeout: float = 10.0, every: float = 0.05) -> Any:
@@ -98,6 +132,10 @@ def rich_error(err: grpc.RpcError) -> KeyslotError:
     return error
 
 
+# Every service log written in this test session, for the scan that runs last (S6).
+SESSION_LOGS: list[Path] = []
+
+
 @dataclass
 class Proc:
     """One service process."""
@@ -109,18 +147,25 @@ class Proc:
     port: int = 0
     popen: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    ca: Path | None = None  # the CA its certificate chains to; None: plaintext
+    # The license service's mutual-TLS peer port (kept across restarts, like port).
+    peer_port: int = 0
+    peer_listen: bool = False
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def start(self, service_name: str, timeout: float = 30.0) -> None:
+        if self.log not in SESSION_LOGS:
+            SESSION_LOGS.append(self.log)
         listen = f"127.0.0.1:{self.port}"
+        peer = ["--peer-listen", f"127.0.0.1:{self.peer_port}"] if self.peer_listen else []
         with self.log.open("ab") as out:
             out.write(b"--- start ---\n")
         offset = self.log.stat().st_size
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", self.module, "--listen", listen, *self.args],
+            [sys.executable, "-m", self.module, "--listen", listen, *peer, *self.args],
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
             env=self.env,
@@ -129,16 +174,33 @@ class Proc:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             text = self.log.read_bytes()[offset:].decode(errors="replace")
-            found = re.search(r"serving on port (\d+)$", text, re.MULTILINE)
+            found = re.search(r"serving on port (\d+)(?:, peer port (\d+))?$", text, re.M)
             if found:
                 self.port = int(found.group(1))
+                if found.group(2):
+                    self.peer_port = int(found.group(2))
                 break
             if self.popen.poll() is not None:
                 raise RuntimeError(f"{self.name} exited at start:\n{text}")
             time.sleep(0.05)
         else:
             raise RuntimeError(f"{self.name} did not start:\n{self.log.read_text()}")
-        wait_serving(self.address, service_name, timeout)
+        wait_serving(self.address, service_name, timeout, self.ca)
+
+    def set_arg(self, flag: str, value: str) -> None:
+        """Replaces the value of ``flag`` in the start arguments (adds it if absent)."""
+        if flag in self.args:
+            self.args[self.args.index(flag) + 1] = value
+        else:
+            self.args += [flag, value]
+
+    @property
+    def peer_address(self) -> str:
+        return f"127.0.0.1:{self.peer_port}"
+
+    def channel(self, **options: Any) -> grpc.Channel:
+        """A channel to the service as a client sees it (TLS trusting its CA)."""
+        return open_channel(self.address, self.ca, **options)
 
     def terminate(self, timeout: float = 15.0) -> int:
         """SIGTERM and wait; returns the exit code."""
@@ -156,9 +218,18 @@ class Proc:
         return self.popen is not None and self.popen.poll() is None
 
 
-def wait_serving(address: str, service: str, timeout: float = 30.0) -> None:
+def open_channel(address: str, ca: Path | None, **options: Any) -> grpc.Channel:
+    """A channel to ``address``: TLS trusting ``ca``, or plaintext when it is None."""
+    opts = list(options.items())
+    if ca is None:
+        return grpc.insecure_channel(address, options=opts)
+    credentials = grpc.ssl_channel_credentials(ca.read_bytes())
+    return grpc.secure_channel(address, credentials, options=opts)
+
+
+def wait_serving(address: str, service: str, timeout: float = 30.0, ca: Path | None = None) -> None:
     end = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
+    with open_channel(address, ca) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < end:
             try:
@@ -178,23 +249,17 @@ DEVICE_SERVICE = "keyslot.device.v1.DeviceService"
 class Services:
     """Both services, started in ``workdir`` with a shared tokens file and clock."""
 
-    def __init__(self, workdir: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, workdir: Path, extra_env: dict[str, str] | None = None, *, tls: bool = True
+    ) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.tokens_file = workdir / "tokens.json"
-        self.tokens_file.write_text(
-            json.dumps(
-                {
-                    "tokens": [
-                        {"token": TOKENS["provider"], "kind": "provider", "name": "shop-one"},
-                        {"token": TOKENS["provider2"], "kind": "provider", "name": "shop-two"},
-                        {"token": TOKENS["portal"], "kind": "portal", "name": "portal"},
-                        {"token": TOKENS["console"], "kind": "console", "name": "console"},
-                        {"token": TOKENS["peer"], "kind": "peer", "name": "device-service"},
-                    ]
-                }
-            )
-        )
+        write_tokens_file(self.tokens_file)
+        self.credentials_file = workdir / "credentials.json"
+        self.credentials_file.write_text(json.dumps(TOKENS))
+        self.credentials_file.chmod(0o600)
+        self.pki = dev_pki(workdir / "tls") if tls else None
         self.clock = TestClock(workdir / "clock.txt")
         env = dict(os.environ)
         env.update(
@@ -209,19 +274,43 @@ class Services:
             }
         )
         env.update(extra_env or {})
+        license_args = ["--db", str(workdir / "license.db")]
+        device_args = [
+            "--db",
+            str(workdir / "device.db"),
+            "--peer-credentials",
+            str(self.credentials_file),
+        ]
+        pki = self.pki
+        if pki is not None:
+            serve = ["--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key)]
+            license_args += [*serve, "--peer-ca", str(pki.ca)]
+            device_args += [
+                *serve,
+                "--license-ca",
+                str(pki.ca),
+                "--license-cert",
+                str(pki.peer_cert),
+                "--license-key",
+                str(pki.peer_key),
+            ]
+        ca = pki.ca if pki is not None else None
         self.license = Proc(
             "license",
             "license_service",
-            ["--db", str(workdir / "license.db")],
+            license_args,
             workdir / "license.log",
             env=env,
+            ca=ca,
+            peer_listen=pki is not None,
         )
         self.device = Proc(
             "device",
             "device_service",
-            ["--db", str(workdir / "device.db")],
+            device_args,
             workdir / "device.log",
             env=env,
+            ca=ca,
         )
         self._channels: list[grpc.Channel] = []
 
@@ -235,7 +324,9 @@ class Services:
 
     def start_device(self) -> None:
         args = [a for a in self.device.args if not a.startswith("--license-address")]
-        self.device.args = [*args, f"--license-address={self.license.address}"]
+        # With TLS the device service calls the mutual-TLS peer port (S5).
+        target = self.license.peer_address if self.license.peer_listen else self.license.address
+        self.device.args = [*args, f"--license-address={target}"]
         self.device.start(DEVICE_SERVICE)
 
     def restart_device(self, crash_at: str | None = None, **env: str) -> None:
@@ -261,15 +352,38 @@ class Services:
                 except subprocess.TimeoutExpired:
                     proc.kill()
 
-    def channel(self, address: str) -> grpc.Channel:
-        channel = grpc.insecure_channel(address)
+    @property
+    def ca(self) -> Path | None:
+        """The CA both services' certificates chain to (None: plaintext)."""
+        return self.pki.ca if self.pki is not None else None
+
+    def channel(self, address: str, **options: Any) -> grpc.Channel:
+        channel = open_channel(address, self.ca, **options)
+        self._channels.append(channel)
+        return channel
+
+    def peer_channel(self, cert: Path | None = None, key: Path | None = None) -> grpc.Channel:
+        """A channel to the license service's mutual-TLS peer port, presenting the peer's
+        client certificate (or ``cert``/``key``), as the device service does (S5)."""
+        assert self.pki is not None, "plaintext pairs have no peer port"
+        credentials = grpc.ssl_channel_credentials(
+            self.pki.ca.read_bytes(),
+            (key or self.pki.peer_key).read_bytes(),
+            (cert or self.pki.peer_cert).read_bytes(),
+        )
+        channel = grpc.secure_channel(self.license.peer_address, credentials)
         self._channels.append(channel)
         return channel
 
     def license_as(self, who: str | None = "provider") -> Caller:
-        """A LicenseService caller with one of TOKENS (or a raw token, or None)."""
+        """A LicenseService caller with one of TOKENS (or a raw token, or None). The peer
+        calls, like the device service, on the peer port with the peer's certificate."""
         token = TOKENS.get(who, who) if who else None
-        return Caller(lpb_grpc.LicenseServiceStub(self.channel(self.license.address)), token)
+        if who == "peer" and self.pki is not None:
+            channel = self.peer_channel()
+        else:
+            channel = self.channel(self.license.address)
+        return Caller(lpb_grpc.LicenseServiceStub(channel), token)
 
     def device_as(self, who: str | None = "portal") -> Caller:
         """A DeviceService caller with one of TOKENS (or a raw credential, or None)."""

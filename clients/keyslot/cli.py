@@ -6,11 +6,22 @@
     keyslot --json list-codes --product suite
     keyslot demo            # the whole story against `make run`
 
-Tokens: ``--token``, else ``KEYSLOT_TOKEN``, else the first token of the
-command's caller kind (provider for license commands, portal for account
-commands) in the tokens file ``make run`` writes (``var/tokens.json``).
-Device commands (complete-delivery, check-in) need the device credential
-that connect-device printed, given with ``--token``.
+TLS: every call goes over TLS, trusting ``--ca`` (``KEYSLOT_CA``; default
+``var/tls/ca.pem``, the development CA ``make run`` creates, when that file
+exists, else the system's root certificates); ``--cert``/``--key``
+(``KEYSLOT_CERT``/``KEYSLOT_KEY``) add a client certificate for mutual TLS.
+``--plaintext`` (``KEYSLOT_PLAINTEXT=1``) talks to a service started without
+TLS on loopback.
+
+Tokens: ``--token``, else ``KEYSLOT_TOKEN``, else the entry of the command's
+caller kind (provider for license commands, portal or console for account
+commands) in the credentials file ``make run`` writes once
+(``--credentials``, ``KEYSLOT_CREDENTIALS``, default ``var/credentials.json``:
+``{"provider": "<token>", "portal": "<token>", ...}``). The services' tokens
+file holds only hashes, so it cannot serve as a source of tokens; the old
+``--tokens-file`` flag stops with a message saying so. Device commands
+(complete-delivery, check-in) need the device credential that
+connect-device printed, given with ``--token``.
 
 Every failure exits with the code of its reason family (``keyslot reasons``
 prints the table).
@@ -29,17 +40,43 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+if "grpc" not in sys.modules:
+    # Unset, gRPC (read once, at import) logs every failed TLS handshake at INFO on stderr;
+    # the CLI says it in one line instead. Only when the CLI is the program: a process that
+    # loaded gRPC first keeps its settings, and a GRPC_VERBOSITY given by the user wins.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+import grpc
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from keyslot.client import DeviceClient, LicenseClient, dpb, lpb
-from keyslot.errors import EXIT_CODES, REASON_CLASSES, KeyslotError, from_refusal, reason_class
+from keyslot.client import DeviceClient, LicenseClient, dpb, lpb, tls_credentials
+from keyslot.errors import (
+    EXIT_CODES,
+    REASON_CLASSES,
+    KeyslotError,
+    ServerWithoutTls,
+    TlsFailure,
+    TlsFileError,
+    Unavailable,
+    UntrustedServer,
+    from_refusal,
+    reason_class,
+)
 
 USAGE_ERROR = 2
 LICENSE_ADDRESS = "127.0.0.1:50051"
 DEVICE_ADDRESS = "127.0.0.1:50052"
+#: The development CA `make run` creates; trusted by default when it exists.
+DEFAULT_CA = "var/tls/ca.pem"
+#: The development client tokens `make run` writes once (0600), by caller kind.
+DEFAULT_CREDENTIALS = "var/credentials.json"
+SYSTEM_ROOTS = "the system's root certificates"
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
 
 
 class UsageError(Exception):
@@ -92,6 +129,13 @@ class Output:
         for violation in err.field_violations:
             console.print(f"{indent}  field {violation.field}: {violation.description}")
 
+    def one_line(self, err: KeyslotError, line: str) -> None:
+        """A failure that one sentence explains better than the status (TLS failures)."""
+        if self.as_json:
+            print(json.dumps({"error": {**err.to_dict(), "message": line}}, indent=2))
+            return
+        self.err.print(f"[bold red]keyslot:[/] {escape(line)}")
+
 
 def _cell(value: Any) -> str:
     if isinstance(value, dict | list):
@@ -129,11 +173,11 @@ def _rows_table(title: str, rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-# --- tokens and clients ---------------------------------------------------------
+# --- tokens, TLS and clients ----------------------------------------------------
 
 
 def token_for(args: argparse.Namespace, kind: str) -> str:
-    """--token, else KEYSLOT_TOKEN, else the tokens file's first token of ``kind``."""
+    """--token, else KEYSLOT_TOKEN, else the credentials file's entry for ``kind``."""
     if args.token:
         return str(args.token)
     env = os.environ.get("KEYSLOT_TOKEN")
@@ -141,28 +185,118 @@ def token_for(args: argparse.Namespace, kind: str) -> str:
         return env
     if kind == "device":
         raise UsageError("this command acts as a device: pass its credential with --token")
-    path = Path(args.tokens_file)
-    if not path.exists():
-        raise UsageError(f"no --token, no KEYSLOT_TOKEN and no tokens file at {path}")
-    return tokens_from_file(path, kind)
+    return credential_from_file(Path(args.credentials), kind)
 
 
-def tokens_from_file(path: Path, kind: str) -> str:
-    """The first token of a caller kind in a tokens file ({"tokens": [...]})."""
-    for item in json.loads(path.read_text()).get("tokens", []):
-        if item.get("kind") == kind:
-            return str(item["token"])
-    raise UsageError(f"no {kind!r} token in {path}")
+def credential_from_file(path: Path, kind: str) -> str:
+    """The token of a caller kind in a credentials file ({"provider": "<token>", ...})."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(
+            f"no --token, no KEYSLOT_TOKEN and no credentials file at {path}: "
+            "run `make run` once to create it, or pass --token"
+        ) from None
+    except OSError as err:
+        raise UsageError(f"{path}: credentials file cannot be read ({err.strerror})") from None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise UsageError(f"{path}: credentials file is not JSON") from None
+    if isinstance(data, dict) and isinstance(data.get("tokens"), list):
+        raise UsageError(
+            f"{path} is a tokens file, which holds only hashes: "
+            f"pass the credentials file (--credentials, default {DEFAULT_CREDENTIALS}) or --token"
+        )
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: credentials file is not a JSON object of tokens by caller kind")
+    token = data.get(kind)
+    if not isinstance(token, str) or not token:
+        raise UsageError(f"no {kind!r} entry in the credentials file {path}: pass --token")
+    return token
+
+
+def plaintext(args: argparse.Namespace) -> bool:
+    """--plaintext, or KEYSLOT_PLAINTEXT set to 1/true/yes/on."""
+    value = str(args.plaintext).strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise UsageError(f"KEYSLOT_PLAINTEXT={args.plaintext!r}: use 1 (no TLS) or 0 (TLS)")
+
+
+def ca_file(args: argparse.Namespace) -> str | None:
+    """--ca / KEYSLOT_CA, else var/tls/ca.pem when it exists; None trusts the system's roots."""
+    if args.ca:
+        return str(args.ca)
+    return DEFAULT_CA if Path(DEFAULT_CA).is_file() else None
+
+
+def channel_credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
+    """TLS credentials for the global flags, or None with --plaintext."""
+    if bool(args.cert) != bool(args.key):
+        raise UsageError("--cert and --key (KEYSLOT_CERT, KEYSLOT_KEY) go together")
+    if plaintext(args):
+        if args.cert:
+            raise UsageError("--plaintext sends no client certificate: drop --cert/--key")
+        return None
+    try:
+        return tls_credentials(ca_file(args), args.cert, args.key)
+    except TlsFileError as err:
+        raise UsageError(f"{err} (see --ca, --cert, --key)") from None
 
 
 def license_client(args: argparse.Namespace, kind: str = "provider") -> LicenseClient:
     """A LicenseClient for the global flags."""
-    return LicenseClient(args.license, token_for(args, kind), timeout=args.timeout)
+    token = token_for(args, kind)
+    return LicenseClient(
+        args.license, token, timeout=args.timeout, credentials=channel_credentials(args)
+    )
 
 
-def device_client(args: argparse.Namespace, kind: str = "portal") -> DeviceClient:
-    """A DeviceClient for the global flags."""
-    return DeviceClient(args.device, token_for(args, kind), timeout=args.timeout)
+def device_client(args: argparse.Namespace, kind: str | None = "portal") -> DeviceClient:
+    """A DeviceClient for the global flags (kind None: no token, as connect-device)."""
+    token = token_for(args, kind) if kind else args.token or None
+    return DeviceClient(
+        args.device, token, timeout=args.timeout, credentials=channel_credentials(args)
+    )
+
+
+def tls_failure_line(args: argparse.Namespace, err: TlsFailure) -> str:
+    """One line naming the address, the CA trusted and the flag that fixes it."""
+    where = err.target or "the service"
+    trusted = ca_file(args) or SYSTEM_ROOTS
+    if isinstance(err, UntrustedServer) and err.wrong_name:
+        return (
+            f"the TLS certificate of {where} does not name that host (trusted CA: {trusted}): "
+            "connect by a name the certificate holds"
+        )
+    if isinstance(err, UntrustedServer):
+        why = f" ({err.verify_reason})" if err.verify_reason else ""
+        return (
+            f"the TLS certificate of {where} is not trusted by {trusted}{why}: "
+            "pass the CA that signed it with --ca or KEYSLOT_CA"
+        )
+    if isinstance(err, ServerWithoutTls):
+        return (
+            f"{where} does not speak TLS: if it was started in plaintext on loopback, "
+            "pass --plaintext or KEYSLOT_PLAINTEXT=1"
+        )
+    return f"the TLS handshake with {where} failed (trusted CA: {trusted}): {err.transport}"
+
+
+def connection_hint(args: argparse.Namespace, err: KeyslotError) -> str:
+    """A hint when a server hung up at connect time: a TLS/plaintext or client-cert mix-up."""
+    if type(err) is not Unavailable or "Socket closed" not in err.message:
+        return ""
+    where = err.target or "the service"
+    if plaintext(args):
+        return f"{where} closed the connection: if it serves TLS, drop --plaintext"
+    return (
+        f"{where} closed the connection during the TLS handshake: if it requires a client "
+        "certificate, pass --cert and --key signed by a CA it trusts"
+    )
 
 
 _SPAN_PART = re.compile(r"([0-9]+)([wdhms])")
@@ -302,14 +436,13 @@ def cmd_connection_code(args: argparse.Namespace, out: Output) -> int:
 
 def cmd_connect_device(args: argparse.Namespace, out: Output) -> int:
     """Connects a device with a connection code (the code is the credential, D1)."""
-    with DeviceClient(args.device, timeout=args.timeout) as dev:
+    with device_client(args, None) as dev:
         reply = dev.connect_device(
             connection_code=args.connection_code,
             platform=_enum("PLATFORM", args.platform),
             app_version=args.app_version,
             region=args.region,
             display_name=args.name,
-            token=args.token or None,
         )
     out.result("connected device", reply)
     return 0
@@ -416,11 +549,13 @@ class Demo:
         self.out = out
         self.failed: list[str] = []
         self.step_no = 0
-        tokens = Path(args.tokens_file)
-        provider = args.token or _file_token(tokens, "provider")
-        portal = _file_token(tokens, "portal")
-        self.lic = LicenseClient(args.license, provider, timeout=args.timeout)
-        self.dev = DeviceClient(args.device, portal, timeout=args.timeout)
+        # --token (or KEYSLOT_TOKEN) stands for the provider; the portal is the file's.
+        credentials = Path(args.credentials)
+        portal = credential_from_file(credentials, "portal")
+        self.lic = license_client(args, "provider")
+        self.dev = DeviceClient(
+            args.device, portal, timeout=args.timeout, credentials=channel_credentials(args)
+        )
         self.log: list[dict[str, Any]] = []
 
     def step(self, title: str, action: Callable[[], Any], *, required: bool = True) -> Any:
@@ -429,6 +564,8 @@ class Demo:
         head = f"{self.step_no:>2}. {title}"
         try:
             value = action()
+        except TlsFailure:
+            raise  # nothing can work: main explains it in one line
         except KeyslotError as err:
             self.failed.append(title)
             self.log.append({"step": title, "error": err.to_dict()})
@@ -450,6 +587,8 @@ class Demo:
         """The whole story; returns the exit code (0 when every step passed)."""
         try:
             self._story()
+        except TlsFailure:
+            raise
         except KeyslotError as err:
             self._finish()
             return err.exit_code
@@ -573,12 +712,6 @@ class Demo:
         self.step("the laptop checks in", lambda: laptop.check_in(), required=False)
 
 
-def _file_token(path: Path, kind: str) -> str:
-    if not path.exists():
-        raise UsageError(f"{path} not found: start the services with `make run` first")
-    return tokens_from_file(path, kind)
-
-
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Message):
         return to_dict(value)
@@ -650,12 +783,48 @@ def build_parser() -> argparse.ArgumentParser:
         default=env("KEYSLOT_DEVICE", DEVICE_ADDRESS),
         help="device service address (KEYSLOT_DEVICE, default %(default)s)",
     )
-    parser.add_argument("--token", help="bearer token (else KEYSLOT_TOKEN, else the tokens file)")
     parser.add_argument(
-        "--tokens-file",
-        default=env("KEYSLOT_TOKENS_FILE", "var/tokens.json"),
-        help="tokens file to take a token of the command's caller kind from (%(default)s)",
+        "--ca",
+        metavar="PATH",
+        default=env("KEYSLOT_CA"),
+        help=(
+            "CA certificate (PEM) the services' certificates must chain to (KEYSLOT_CA; "
+            f"default {DEFAULT_CA} when it exists, else {SYSTEM_ROOTS})"
+        ),
     )
+    parser.add_argument(
+        "--cert",
+        metavar="PATH",
+        default=env("KEYSLOT_CERT"),
+        help="client certificate (PEM) for mutual TLS, with --key (KEYSLOT_CERT; default none)",
+    )
+    parser.add_argument(
+        "--key",
+        metavar="PATH",
+        default=env("KEYSLOT_KEY"),
+        help="unencrypted private key (PEM) of --cert (KEYSLOT_KEY; default none)",
+    )
+    parser.add_argument(
+        "--plaintext",
+        action="store_const",
+        const="1",
+        default=env("KEYSLOT_PLAINTEXT", "0"),
+        help="no TLS: for a service started in plaintext on loopback (KEYSLOT_PLAINTEXT=1; "
+        "default TLS)",
+    )
+    parser.add_argument(
+        "--token",
+        help="bearer token (KEYSLOT_TOKEN; default the caller kind's entry of --credentials)",
+    )
+    parser.add_argument(
+        "--credentials",
+        metavar="PATH",
+        default=env("KEYSLOT_CREDENTIALS", DEFAULT_CREDENTIALS),
+        help="JSON file of tokens by caller kind that `make run` writes (KEYSLOT_CREDENTIALS, "
+        "default %(default)s)",
+    )
+    # Gone: tokens files hold hashes now. Kept hidden so an old script hears why (main).
+    parser.add_argument("--tokens-file", help=argparse.SUPPRESS)
     parser.add_argument("--timeout", type=float, default=10.0, help="deadline per call, seconds")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -778,13 +947,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = Output(args.json)
     try:
+        if args.tokens_file is not None:
+            raise UsageError(
+                "--tokens-file is gone: tokens files hold only hashes now; pass --credentials "
+                f"(default {DEFAULT_CREDENTIALS}, written by `make run`) or --token"
+            )
         code: int = args.func(args, out)
         return code
+    except TlsFailure as err:
+        out.one_line(err, tls_failure_line(args, err))
+        return err.exit_code
     except KeyslotError as err:
         out.error(err)
+        hint = connection_hint(args, err)
+        if hint and not args.json:
+            out.err.print(f"  hint: {escape(hint)}")
         return err.exit_code
     except UsageError as err:
-        out.err.print(f"[bold red]keyslot:[/] {err}")
+        out.err.print(f"[bold red]keyslot:[/] {escape(str(err))}")
         return USAGE_ERROR
 
 

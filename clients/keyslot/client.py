@@ -22,13 +22,37 @@ through the gRPC service config of the channel (exponential backoff). The
 client fills an empty ``request_id`` with a uuid4, so a retried mutation is
 idempotent on the server (H1). Mutating calls without a request id go over a
 second channel that has retries disabled: they are never replayed.
+
+TLS: the services serve TLS. Build channel credentials once with
+``tls_credentials`` from the CA that signed the services' certificates
+(``make run`` writes the development CA to ``var/tls/ca.pem``), plus a client
+certificate and key for mutual TLS:
+
+    from keyslot.client import LicenseClient, tls_credentials
+
+    creds = tls_credentials("var/tls/ca.pem")
+    with LicenseClient("127.0.0.1:50051", token, credentials=creds) as lic:
+        ...
+    peer = tls_credentials("var/tls/ca.pem", cert="var/tls/peer.pem", key="var/tls/peer.key")
+
+``tls_credentials()`` without a CA trusts gRPC's default root certificates.
+``tls_credentials`` reads and checks every file at once and raises
+``TlsFileError`` (a ``ValueError``) naming the file that is missing,
+unreadable, not PEM, encrypted or not the certificate's key. Without
+``credentials`` the channel is plaintext (a service started without TLS on
+loopback, tests). A server certificate that does not verify raises
+``UntrustedServer``; a TLS client reaching a plaintext server raises
+``ServerWithoutTls``; both are ``Unavailable`` (``TlsFailure``) and carry the
+address dialled in ``target``.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -50,9 +74,13 @@ from keyslot.errors import (
     PermissionDenied,
     RateLimited,
     Refused,
+    ServerWithoutTls,
     SubscriptionActive,
+    TlsFailure,
+    TlsFileError,
     Unauthenticated,
     Unavailable,
+    UntrustedServer,
     from_rpc_error,
 )
 from keyslot.license.v1 import license_service_pb2 as lpb
@@ -75,12 +103,17 @@ __all__ = [
     "PermissionDenied",
     "RateLimited",
     "Refused",
+    "ServerWithoutTls",
     "SubscriptionActive",
+    "TlsFailure",
+    "TlsFileError",
     "Unauthenticated",
     "Unavailable",
+    "UntrustedServer",
     "dpb",
     "lpb",
     "retry_service_config",
+    "tls_credentials",
 ]
 
 #: Seconds a call may take unless the client or the call says otherwise.
@@ -91,6 +124,78 @@ READ_ONLY_PREFIXES = ("Get", "List", "BatchGet")
 Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp", bound=Message)
 Item = TypeVar("Item", bound=Message)
+
+
+def tls_credentials(
+    ca: str | Path | None = None,
+    cert: str | Path | None = None,
+    key: str | Path | None = None,
+) -> grpc.ChannelCredentials:
+    """Channel credentials for TLS, to pass as a client's ``credentials``.
+
+    ``ca``: PEM file of the CA certificate(s) to trust (None: gRPC's default
+    roots). ``cert`` and ``key``: PEM client certificate (chain) and its
+    unencrypted private key, for mutual TLS; both or neither. Raises
+    ``TlsFileError`` (a ``ValueError``) naming the file that is missing,
+    unreadable, not PEM, encrypted or not the key of the certificate.
+    """
+    if (cert is None) != (key is None):
+        given, missing = ("cert", "key") if key is None else ("key", "cert")
+        path = cert if key is None else key
+        raise TlsFileError(
+            str(path), f"mutual TLS needs both cert and key: {given} without {missing}"
+        )
+    root: bytes | None = None
+    if ca is not None:
+        root = _read_pem(ca, "CA certificate", "CERTIFICATE")
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(
+                cadata=root.decode("latin-1")
+            )
+        except ssl.SSLError as err:
+            raise TlsFileError(
+                str(ca), f"CA certificate does not load: {_ssl_reason(err)}"
+            ) from None
+    chain: bytes | None = None
+    private: bytes | None = None
+    if cert is not None and key is not None:
+        chain = _read_pem(cert, "client certificate", "CERTIFICATE")
+        private = _read_pem(key, "private key", "PRIVATE KEY")
+        if b"ENCRYPTED PRIVATE KEY" in private or b"Proc-Type: 4,ENCRYPTED" in private:
+            raise TlsFileError(str(key), "private key is encrypted; gRPC needs it unencrypted")
+        try:
+            # Checked here because gRPC only reports a mismatch as a failed handshake.
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key, password=b"")
+        except ssl.SSLError as err:
+            if err.reason == "KEY_VALUES_MISMATCH":
+                raise TlsFileError(str(key), f"not the private key of {cert}") from None
+            raise TlsFileError(
+                str(key), f"certificate {cert} and this key do not load: {_ssl_reason(err)}"
+            ) from None
+    return grpc.ssl_channel_credentials(
+        root_certificates=root, private_key=private, certificate_chain=chain
+    )
+
+
+def _read_pem(path: str | Path, what: str, label: str) -> bytes:
+    """A PEM file's bytes, or TlsFileError saying why not."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise TlsFileError(str(path), f"{what} not found") from None
+    except IsADirectoryError:
+        raise TlsFileError(str(path), f"{what} is a directory, not a file") from None
+    except PermissionError:
+        raise TlsFileError(str(path), f"{what} is not readable by this user") from None
+    except OSError as err:
+        raise TlsFileError(str(path), f"{what} cannot be read: {err.strerror}") from None
+    if f"{label}-----".encode() not in data:
+        raise TlsFileError(str(path), f"{what} holds no PEM {label} block")
+    return data
+
+
+def _ssl_reason(err: ssl.SSLError) -> str:
+    return str(err.reason or err.strerror or err)
 
 
 def retry_service_config(service: str, attempts: int = 4) -> str:
@@ -206,6 +311,13 @@ class _Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _error(self, err: grpc.RpcError) -> KeyslotError:
+        """The typed error of a failed call, naming the address dialled."""
+        error = from_rpc_error(err)
+        if isinstance(self._target, str):
+            error.target = self._target
+        return error
+
     def metadata(self, token: str | None = None) -> tuple[tuple[str, str], ...]:
         """The call metadata: the bearer token, when there is one."""
         token = token if token is not None else self.token
@@ -240,7 +352,7 @@ class _Client:
                 metadata=self.metadata(token),
             )
         except grpc.RpcError as err:
-            raise from_rpc_error(err) from err
+            raise self._error(err) from err
         assert isinstance(response, response_type)
         return response
 
@@ -265,7 +377,7 @@ class _Client:
                     metadata=self.metadata(token),
                 )
             except grpc.RpcError as err:
-                raise from_rpc_error(err) from err
+                raise self._error(err) from err
             yield from getattr(page, items)
             if not page.next_page_token:
                 return
@@ -807,7 +919,7 @@ class LicenseClient(_Client):
         try:
             yield from call
         except grpc.RpcError as err:
-            raise from_rpc_error(err) from err
+            raise self._error(err) from err
         finally:
             call.cancel()
 

@@ -11,6 +11,14 @@ The reason -> class map (``REASON_CLASSES``) is built from both protos'
 ``ErrorReason`` enums at import time: every enum value has a class, and a
 reason added to a proto later still gets one (under its status family)
 until a named class is written for it.
+
+A TLS handshake that fails reaches the client as a bare UNAVAILABLE whose
+details hold the transport's words; ``from_rpc_error`` recognises them and
+raises a ``TlsFailure`` instead (still an ``Unavailable``, same exit code):
+``UntrustedServer`` when the server's certificate does not verify against
+the trusted CA or does not name the address, ``ServerWithoutTls`` when a TLS
+client reached a plaintext server. A plaintext client talking to a TLS
+server only sees "Socket closed" and stays a plain ``Unavailable``.
 """
 
 from __future__ import annotations
@@ -31,12 +39,17 @@ from keyslot.license.v1 import license_service_pb2 as _lpb
 __all__ = [
     "FieldViolation",
     "KeyslotError",
+    "ServerWithoutTls",
+    "TlsFailure",
+    "TlsFileError",
+    "UntrustedServer",
     "REASON_CLASSES",
     "EXIT_CODES",
     "from_refusal",
     "from_rpc_error",
     "reason_class",
     "all_reasons",
+    "tls_failure_class",
 ]
 
 
@@ -51,6 +64,8 @@ class KeyslotError(Exception):
     REASON: ClassVar[str] = ""
     #: True for a class made at import for a reason newer than this module.
     GENERATED: ClassVar[bool] = False
+    #: The address the failed call went to, when the typed client knows it.
+    target: str = ""
 
     def __init__(
         self,
@@ -174,6 +189,100 @@ class Unavailable(KeyslotError):
     """UNAVAILABLE: the service (or the one behind it) could not be reached."""
 
     exit_code = 14
+
+
+# What gRPC says when the certificate verified but names another host.
+_WRONG_NAME = "Hostname Verification Check failed"
+# OpenSSL's words after the verify failure, up to the next ": " of gRPC's wrapping.
+_VERIFY_REASON = re.compile(r"CERTIFICATE_VERIFY_FAILED: ([^:]+)")
+
+
+def _verify_reason(details: str) -> str:
+    found = _VERIFY_REASON.search(details)
+    return found.group(1).strip() if found else ""
+
+
+class TlsFailure(Unavailable):
+    """UNAVAILABLE because the TLS handshake failed: retrying will not help.
+
+    ``message`` says in plain words what went wrong; ``transport`` keeps the
+    details gRPC gave.
+    """
+
+    #: Substrings of gRPC's details that mean this failure (subclasses are tried first).
+    MARKERS: ClassVar[tuple[str, ...]] = (
+        "Tls handshake failed",
+        "Failed to create security handshaker",
+    )
+    #: gRPC's own details of the failed handshake.
+    transport: str = ""
+
+    @classmethod
+    def explain(cls, details: str) -> str:
+        """The plain-words message for these transport details."""
+        return "the TLS handshake with the server failed (check --ca, --cert and --key)"
+
+    def to_dict(self) -> dict[str, object]:
+        """The JSON view, with the transport's own details and the address."""
+        return {**super().to_dict(), "transport": self.transport, "target": self.target}
+
+
+class UntrustedServer(TlsFailure):
+    """The server's TLS certificate did not verify against the trusted CA, or does not
+    name the address dialled."""
+
+    MARKERS = ("CERTIFICATE_VERIFY_FAILED", _WRONG_NAME)
+
+    @classmethod
+    def explain(cls, details: str) -> str:
+        """Says which check failed: the hostname, or the chain (with OpenSSL's reason)."""
+        if _WRONG_NAME in details:
+            return (
+                "the server's TLS certificate does not name the address dialled "
+                "(connect by a name the certificate holds)"
+            )
+        why = _verify_reason(details)
+        because = f" ({why})" if why else ""
+        return f"the server's TLS certificate is not trusted{because} (check --ca / KEYSLOT_CA)"
+
+    @property
+    def wrong_name(self) -> bool:
+        """True when the chain may be fine but the certificate does not name the address."""
+        return _WRONG_NAME in self.transport
+
+    @property
+    def verify_reason(self) -> str:
+        """OpenSSL's reason the chain did not verify ("unable to get local issuer
+        certificate", "certificate has expired"), or ""."""
+        return _verify_reason(self.transport)
+
+
+class ServerWithoutTls(TlsFailure):
+    """A TLS client reached a server that speaks plaintext."""
+
+    MARKERS = ("WRONG_VERSION_NUMBER",)
+
+    @classmethod
+    def explain(cls, details: str) -> str:
+        """The fix: TLS on the server, or plaintext on the client."""
+        return (
+            "the server does not speak TLS: it runs in plaintext "
+            "(connect with --plaintext / KEYSLOT_PLAINTEXT=1, loopback only)"
+        )
+
+
+class TlsFileError(ValueError):
+    """A CA, certificate or key file for TLS that is missing, unreadable, not PEM or
+    encrypted, a key that is not the certificate's, or a certificate without its key.
+
+    Raised on the client side by ``keyslot.client.tls_credentials`` before any
+    connection; the message names the file and the problem.
+    """
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
 
 
 class DeadlineExceeded(KeyslotError):
@@ -519,13 +628,24 @@ def from_refusal(
 
 
 _WS = re.compile(r"\s+")
+# Most specific first: a verify failure also says "Tls handshake failed".
+_TLS_FAILURES: tuple[type[TlsFailure], ...] = (UntrustedServer, ServerWithoutTls, TlsFailure)
+
+
+def tls_failure_class(details: str) -> type[TlsFailure] | None:
+    """The TlsFailure class whose markers gRPC's UNAVAILABLE details contain, if any."""
+    for cls in _TLS_FAILURES:
+        if any(marker in details for marker in cls.MARKERS):
+            return cls
+    return None
 
 
 def from_rpc_error(err: grpc.RpcError) -> KeyslotError:
     """Parses a failed call's rich status into the matching KeyslotError subclass.
 
     Works on statuses without details too (UNAVAILABLE from the transport,
-    DEADLINE_EXCEEDED, UNIMPLEMENTED): the class then follows the status code.
+    DEADLINE_EXCEEDED, UNIMPLEMENTED): the class then follows the status code,
+    except for a failed TLS handshake, which becomes a ``TlsFailure`` subclass.
     """
     code: grpc.StatusCode = getattr(err, "code", lambda: grpc.StatusCode.UNKNOWN)()
     details = getattr(err, "details", lambda: "")() or ""
@@ -556,7 +676,15 @@ def from_rpc_error(err: grpc.RpcError) -> KeyslotError:
                 detail.Unpack(retry)
                 retry_delay = retry.retry_delay.ToTimedelta().total_seconds()
     cls = reason_class(reason, code) if reason else STATUS_CLASSES.get(code, Internal)
-    error = cls(code, reason, domain, metadata, violations, _WS.sub(" ", message).strip())
+    message = _WS.sub(" ", message).strip()
+    # Only a bare transport status: a service's UNAVAILABLE carries an ErrorInfo reason.
+    tls = tls_failure_class(message) if code == grpc.StatusCode.UNAVAILABLE and not reason else None
+    if tls is not None:
+        failure = tls(code, "", "", {}, [], tls.explain(message))
+        failure.transport = message
+        error: KeyslotError = failure
+    else:
+        error = cls(code, reason, domain, metadata, violations, message)
     error.retry_delay = retry_delay
     error.error_infos = infos
     error.__cause__ = err

@@ -16,9 +16,11 @@ from tests.harness import ROOT, TOKENS, Services
 
 
 def run(
-    services: Services, *argv: str, tokens_file: Path | None = None
+    services: Services, *argv: str, credentials: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """`keyslot --json ...` against the services; tokens by kind from their tokens file."""
+    """`keyslot --json ...` against the services over TLS trusting their CA (S5); tokens
+    by kind from their credentials file (the tokens file holds hashes only, S6)."""
+    transport = ["--ca", str(services.ca)] if services.ca else ["--plaintext"]
     cmd = [
         sys.executable,
         "-m",
@@ -27,8 +29,9 @@ def run(
         services.license.address,
         "--device",
         services.device.address,
-        "--tokens-file",
-        str(tokens_file or services.tokens_file),
+        *transport,
+        "--credentials",
+        str(credentials or services.credentials_file),
         "--json",
         *argv,
     ]
@@ -78,9 +81,9 @@ def test_cli_exit_codes_follow_the_reason_family(services: Services) -> None:
 
 
 def test_cli_without_any_token_is_a_usage_error(services: Services, tmp_path: Path) -> None:
-    result = run(services, "list-codes", tokens_file=tmp_path / "missing.json")
+    result = run(services, "list-codes", credentials=tmp_path / "missing.json")
     assert result.returncode == 2
-    assert "tokens file" in result.stderr
+    assert "credentials file" in result.stderr
 
 
 def test_cli_account_connect_send_complete(services: Services) -> None:
@@ -180,8 +183,8 @@ def test_cli_demo_tells_the_whole_story(services: Services) -> None:
     assert takeover["result"]["reserve"]["state"] == "RESERVE_STATE_ACTIVATED"
 
 
-def test_cli_uses_the_provider_token_of_the_tokens_file(services: Services) -> None:
-    # The tokens file's first provider entry is shop-one: its codes are its own (S2).
+def test_cli_uses_the_provider_token_of_the_credentials_file(services: Services) -> None:
+    # The credentials file's provider entry is shop-one's token: its codes are its own (S2).
     product_id = f"cli-{uuid.uuid4().hex[:8]}"
     ok(services, "create-product", product_id)
     code = ok(services, "issue-codes", "--product", product_id)[0]["code"]

@@ -18,21 +18,30 @@ from typing import Any
 import grpc
 import pytest
 from keyslot import errors
-from keyslot.client import DeviceClient, LicenseClient, dpb, is_retryable, lpb
+from keyslot.client import DeviceClient, LicenseClient, dpb, is_retryable, lpb, tls_credentials
 from keyslot.license.v1 import license_service_pb2_grpc as lpb_grpc
 
 from tests.harness import TOKENS, Services
 
 
+def tls(services: Services) -> grpc.ChannelCredentials | None:
+    """TLS trusting the services' CA, as a client of a deployment connects (S5)."""
+    return tls_credentials(services.ca) if services.ca else None
+
+
 @pytest.fixture
 def lic(services: Services) -> Iterator[LicenseClient]:
-    with LicenseClient(services.license.address, TOKENS["provider"]) as client:
+    with LicenseClient(
+        services.license.address, TOKENS["provider"], credentials=tls(services)
+    ) as client:
         yield client
 
 
 @pytest.fixture
 def dev(services: Services) -> Iterator[DeviceClient]:
-    with DeviceClient(services.device.address, TOKENS["portal"]) as client:
+    with DeviceClient(
+        services.device.address, TOKENS["portal"], credentials=tls(services)
+    ) as client:
         yield client
 
 
@@ -80,7 +89,9 @@ def test_s4_malformed_code_raises_invalid_argument_naming_the_field(lic: License
 
 
 def test_s1_unknown_token_raises_unauthenticated(services: Services) -> None:
-    client = LicenseClient(services.license.address, "not-a-known-token-at-all")
+    client = LicenseClient(
+        services.license.address, "not-a-known-token-at-all", credentials=tls(services)
+    )
     with client, pytest.raises(errors.Unauthenticated) as caught:
         client.list_products()
     assert caught.value.reason == "UNAUTHENTICATED"

@@ -112,8 +112,9 @@ def test_s1_s2_only_the_peer_may_watch_code_changes(services: Services) -> None:
             next(iter(stub.WatchCodeChanges(iter(opening), metadata=metadata, timeout=10)))
         info = rich_error(err.value)
         assert (info.code, info.reason, info.domain) == (code, reason, "license.keyslot")
-    # The peer's watch opens with sequence 1 and no codes.
+    # The peer's watch (on its mutual-TLS port, S5) opens with sequence 1 and no codes.
     peer = (("authorization", f"Bearer {TOKENS['peer']}"),)
+    stub = lpb_grpc.LicenseServiceStub(services.peer_channel())
     call = stub.WatchCodeChanges(iter(opening), metadata=peer, timeout=10)
     first = next(iter(call))
     assert first.sequence == 1 and not first.codes

@@ -32,8 +32,8 @@ def services_in_new_dir(
     workdir = tmp_path_factory.mktemp("modes") / "svc"
     svc = Services(workdir)
     data = workdir / "data"
-    svc.license.args = ["--db", str(data / "license.db")]
-    svc.device.args = ["--db", str(data / "device.db")]
+    svc.license.set_arg("--db", str(data / "license.db"))
+    svc.device.set_arg("--db", str(data / "device.db"))
     try:
         yield svc.start(), data
     finally:

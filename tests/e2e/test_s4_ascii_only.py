@@ -159,6 +159,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             stubs={
                 "license": lpb_grpc.LicenseServiceStub(services.channel(services.license.address)),
                 "device": dpb_grpc.DeviceServiceStub(services.channel(services.device.address)),
+                # The peer calls on its mutual-TLS port with its certificate (S5).
+                "peer": lpb_grpc.LicenseServiceStub(services.peer_channel()),
             },
         )
         yield w
@@ -601,7 +603,9 @@ def test_s4_non_ascii_look_alikes_refused_in_every_restricted_field(
     valid = target.valid(world)
     value = DISGUISES[kind](valid)
     assert value != valid and (not value.isascii() or value.endswith("\n")), value
-    call = getattr(Caller(world.stubs[target.service], target.who(world)), target.rpc)
+    who = target.who(world)
+    stub = world.stubs["peer" if who == TOKENS["peer"] else target.service]
+    call = getattr(Caller(stub, who), target.rpc)
     before = snapshot(world.services)
     with pytest.raises(grpc.RpcError) as caught:
         call(target.request(world, value))

@@ -661,13 +661,16 @@ class Callers:
         self.stubs = {
             "license": lpb_grpc.LicenseServiceStub(services.channel(services.license.address)),
             "device": dpb_grpc.DeviceServiceStub(services.channel(services.device.address)),
+            # The peer calls on its mutual-TLS port with its certificate (S5).
+            "peer": lpb_grpc.LicenseServiceStub(services.peer_channel()),
         }
 
     def call(
         self, service: str, method: descriptor.MethodDescriptor, bearer: str, request: Any
     ) -> grpc.RpcError | None:
         """None when the call succeeded, else its error (a stream: its first response)."""
-        rpc = getattr(Caller(self.stubs[service], bearer), method.name)
+        stub = self.stubs["peer" if bearer == TOKENS["peer"] else service]
+        rpc = getattr(Caller(stub, bearer), method.name)
         try:
             if method.client_streaming:
                 responses = rpc(iter([request]))

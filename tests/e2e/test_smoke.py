@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -9,19 +11,19 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from keyslot.device.v1 import device_service_pb2 as dpb
 from keyslot.license.v1 import license_service_pb2 as lpb
 
-from tests.harness import DEVICE_SERVICE, LICENSE_SERVICE, Services, rich_error
+from tests.harness import DEVICE_SERVICE, LICENSE_SERVICE, Services, open_channel, rich_error
 
 
-def _health(address: str, service: str) -> int:
-    with grpc.insecure_channel(address) as channel:
+def _health(address: str, service: str, ca: Path | None) -> int:
+    with open_channel(address, ca) as channel:
         reply = health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(service=service), timeout=5
         )
     return reply.status
 
 
-def _reflected_services(address: str) -> set[str]:
-    with grpc.insecure_channel(address) as channel:
+def _reflected_services(address: str, ca: Path | None) -> set[str]:
+    with open_channel(address, ca) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
         replies = stub.ServerReflectionInfo(
             iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
@@ -30,13 +32,13 @@ def _reflected_services(address: str) -> set[str]:
 
 
 def test_both_services_report_serving(services: Services) -> None:
-    assert _health(services.license.address, LICENSE_SERVICE) == 1  # SERVING
-    assert _health(services.device.address, DEVICE_SERVICE) == 1
+    assert _health(services.license.address, LICENSE_SERVICE, services.ca) == 1  # SERVING
+    assert _health(services.device.address, DEVICE_SERVICE, services.ca) == 1
 
 
 def test_reflection_lists_both_services(services: Services) -> None:
-    assert LICENSE_SERVICE in _reflected_services(services.license.address)
-    assert DEVICE_SERVICE in _reflected_services(services.device.address)
+    assert LICENSE_SERVICE in _reflected_services(services.license.address, services.ca)
+    assert DEVICE_SERVICE in _reflected_services(services.device.address, services.ca)
 
 
 @pytest.mark.parametrize("token", [None, "not-a-known-token-at-all"])

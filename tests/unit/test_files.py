@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from keyslot_server import devrun
+from keyslot_server import auth, devrun
 from keyslot_server.db import Database
 from keyslot_server.files import private_dir, private_file, private_umask, write_private
 
@@ -111,7 +111,26 @@ def test_s6_devrun_var_is_0700_and_tokens_file_0600(
     tokens = devrun.dev_tokens()
     assert mode(Path("var")) == 0o700
     assert mode(Path("var/tokens.json")) == 0o600
-    assert json.loads(Path("var/tokens.json").read_text()) == tokens
+    assert mode(Path("var/credentials.json")) == 0o600
+    assert json.loads(Path("var/credentials.json").read_text()) == tokens
+    stored = Path("var/tokens.json").read_text()
+    assert not any(token in stored for token in tokens.values())  # hashes only
     Path("var/tokens.json").chmod(0o644)
     assert devrun.dev_tokens() == tokens  # reused, and tightened again
     assert mode(Path("var/tokens.json")) == 0o600
+
+
+def test_s6_devrun_converts_a_plaintext_tokens_file_of_an_older_release(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("var").mkdir(mode=0o700)
+    old = "dev-provider-" + "x" * 22
+    Path("var/tokens.json").write_text(
+        json.dumps({"tokens": [{"token": old, "kind": "provider", "name": "dev-shop"}]})
+    )
+    tokens = devrun.dev_tokens()
+    assert tokens["provider"] == old  # the token callers already use keeps working
+    assert old not in Path("var/tokens.json").read_text()
+    assert auth.TokenFile.load("var/tokens.json").resolve(old) is not None
+    assert set(tokens) == {"provider", "portal", "console", "peer"}

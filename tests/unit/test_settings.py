@@ -39,13 +39,22 @@ SHARED_FLAGS = {
     "--test-clock-file",
     "--log-calls",
     "--retention-hours",
+    # Transport security (S5).
+    "--tls-cert",
+    "--tls-key",
+    "--plaintext",
 }
 FLAGS = {
-    LicenseSettings: SHARED_FLAGS | {"--lookup-budget", "--lookup-window"},
+    LicenseSettings: SHARED_FLAGS
+    | {"--lookup-budget", "--lookup-window", "--peer-listen", "--peer-ca", "--peer-uri"},
     DeviceSettings: SHARED_FLAGS
     | {
         "--license-address",
         "--peer-token",
+        "--peer-credentials",
+        "--license-ca",
+        "--license-cert",
+        "--license-key",
         "--license-deadline",
         "--delivery-window-hours",
         "--connection-code-ttl",

@@ -36,7 +36,12 @@ def main() -> int:
             if not (CLIENTS / rel).exists()
             or not filecmp.cmp(Path(tmp) / rel, CLIENTS / rel, shallow=False)
         ]
-        existing = sorted(p.relative_to(CLIENTS) for p in CLIENTS.rglob("*_pb2*.py*"))
+        # Sources only: bytecode caches (__pycache__/*.pyc) are not generated stubs.
+        existing = sorted(
+            p.relative_to(CLIENTS)
+            for p in CLIENTS.rglob("*_pb2*.py*")
+            if p.suffix in (".py", ".pyi")
+        )
         orphans = [str(rel) for rel in existing if rel not in fresh]
     if stale or orphans:
         print("generated stubs are stale; run `make gen` and commit:", file=sys.stderr)

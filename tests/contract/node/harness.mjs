@@ -1,5 +1,8 @@
 // Starts the real Python services for the Node contract suite and builds
 // gRPC clients from the .proto files in protos/ (mirrors tests/harness.py).
+// Both services serve TLS with a development CA made for the run; the device
+// service calls the license service's mutual-TLS peer port; the tokens file
+// holds hashes only and the tokens come from the credentials file (S5, S6).
 //
 // Environment:
 //   KEYSLOT_PYTHON          the Python with keyslot installed (default: <repo>/.venv/bin/python)
@@ -9,7 +12,7 @@
 //                           unset they are asked from that Python (grpc_tools, googleapis-common-protos).
 
 import { spawn, execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, writeFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -22,11 +25,37 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const ROOT = path.resolve(HERE, "../../..");
 export const PYTHON = process.env.KEYSLOT_PYTHON || path.join(ROOT, ".venv/bin/python");
 
-export const TOKENS = {
-  provider: "node-provider-token-0001",
-  portal: "node-portal-token-000001",
-  peer: "node-peer-token-00000001",
-};
+/** The callers' tokens, filled by startServices from the credentials file it makes. */
+export const TOKENS = {};
+
+/** The CA the services' certificates chain to, set by startServices. */
+let caPem = null;
+
+/** Creates the run's tokens with the tokens tool: hashes in tokensFile, tokens in credentials. */
+function createTokens(tokensFile, credentials) {
+  for (const [key, kind, name] of [
+    ["provider", "provider", "node-shop"],
+    ["portal", "portal", "portal"],
+    ["peer", "peer", "device-service"],
+  ]) {
+    execFileSync(
+      PYTHON,
+      ["-m", "keyslot_server.tokens", "--file", tokensFile, "create", "--kind", kind,
+        "--name", name, "--save-to", credentials, "--as", key],
+      { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] },
+    );
+  }
+  Object.assign(TOKENS, JSON.parse(readFileSync(credentials, "utf8")));
+}
+
+/** The development PKI (CA, server and peer certificates) under dir, by path name. */
+function devPki(dir) {
+  const out = execFileSync(PYTHON, ["-m", "keyslot_server.tls", "dev", dir], {
+    cwd: ROOT,
+    encoding: "utf8",
+  });
+  return Object.fromEntries(out.trim().split("\n").map((line) => line.split(" ", 2)));
+}
 
 /** Include dirs for google/rpc and google/protobuf, from the venv's packages. */
 export function protoIncludes() {
@@ -108,10 +137,11 @@ function startService(module, args, env) {
     });
     child.stdout.on("data", (chunk) => {
       out += chunk;
-      const found = /serving on port (\d+)/.exec(out);
+      const found = /serving on port (\d+)(?:, peer port (\d+))?/.exec(out);
       if (found) {
         clearTimeout(timer);
-        resolve({ child, address: `127.0.0.1:${found[1]}`, log: () => log });
+        const peerAddress = found[2] ? `127.0.0.1:${found[2]}` : null;
+        resolve({ child, address: `127.0.0.1:${found[1]}`, peerAddress, log: () => log });
       }
     });
     child.on("exit", (code) => {
@@ -135,16 +165,11 @@ function stopService(proc) {
 export async function startServices() {
   const workdir = mkdtempSync(path.join(tmpdir(), "keyslot-node-"));
   const tokensFile = path.join(workdir, "tokens.json");
-  writeFileSync(
-    tokensFile,
-    JSON.stringify({
-      tokens: [
-        { token: TOKENS.provider, kind: "provider", name: "node-shop" },
-        { token: TOKENS.portal, kind: "portal", name: "portal" },
-        { token: TOKENS.peer, kind: "peer", name: "device-service" },
-      ],
-    }),
-  );
+  const credentials = path.join(workdir, "credentials.json");
+  createTokens(tokensFile, credentials);
+  const pki = devPki(path.join(workdir, "tls"));
+  caPem = readFileSync(pki.ca);
+  const serveTls = ["--tls-cert", pki.server_cert, "--tls-key", pki.server_key];
   const env = {
     ...process.env,
     KEYSLOT_TOKENS_FILE: tokensFile,
@@ -156,12 +181,20 @@ export async function startServices() {
     KEYSLOT_DEVICE_LOG_CALLS: "0",
     PYTHONUNBUFFERED: "1",
   };
-  const license = await startService("license_service", ["--db", path.join(workdir, "license.db")], env);
+  const license = await startService(
+    "license_service",
+    ["--db", path.join(workdir, "license.db"), ...serveTls,
+      "--peer-listen", "127.0.0.1:0", "--peer-ca", pki.ca],
+    env,
+  );
   let device;
   try {
     device = await startService(
       "device_service",
-      ["--db", path.join(workdir, "device.db"), `--license-address=${license.address}`],
+      ["--db", path.join(workdir, "device.db"), ...serveTls,
+        `--license-address=${license.peerAddress}`, "--license-ca", pki.ca,
+        "--license-cert", pki.peer_cert, "--license-key", pki.peer_key,
+        "--peer-credentials", credentials],
       env,
     );
   } catch (err) {
@@ -181,7 +214,8 @@ export async function startServices() {
 
 /** Promise-returning unary calls with a bearer token and a deadline on every call. */
 export function caller(Service, address, token, timeoutMs = 10000) {
-  const client = new Service(address, grpc.credentials.createInsecure());
+  // TLS trusting the run's development CA (S5).
+  const client = new Service(address, grpc.credentials.createSsl(caPem));
   const call = (method, request) =>
     new Promise((resolve, reject) => {
       const metadata = new grpc.Metadata();
