@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed
 PROTOS := $(shell find protos -name '*.proto')
 GEN_OUT := clients
 QUICK ?=
+PLAINTEXT ?=
 
 .PHONY: all setup gen lint test chaos run bench proto-baseline clean
 
@@ -49,7 +50,7 @@ run: $(STAMP)
 	$(BIN)/python -m keyslot_server.devrun
 
 bench: $(STAMP)
-	$(BIN)/python -m bench $(if $(QUICK),--quick,)
+	$(BIN)/python -m bench $(if $(QUICK),--quick,) $(if $(PLAINTEXT),--plaintext,)
 
 # Records the current contracts as the baseline `make lint` checks against.
 proto-baseline: $(STAMP)

@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--keep]`: run every scenario and write the results."""
+"""`python -m bench [--quick] [--keep] [--plaintext]`: run every scenario and write the results."""
 
 from __future__ import annotations
 
@@ -14,6 +14,12 @@ if __name__ == "__main__":
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (DBs, logs)")
     parser.add_argument(
+        "--plaintext",
+        action="store_true",
+        help="everything without TLS (services, echo servers, clients), to see what TLS costs; "
+        "a full run writes results-plaintext.md",
+    )
+    parser.add_argument(
         "--only",
         default="",
         help="comma-separated scenarios to run besides the ceiling: "
@@ -24,4 +30,4 @@ if __name__ == "__main__":
     unknown = only - {"checkin", "send", "activate", "contention", "scale"}
     if unknown:
         parser.error(f"--only: unknown scenarios {sorted(unknown)}")
-    sys.exit(main(quick=args.quick, keep=args.keep, only=only))
+    sys.exit(main(quick=args.quick, keep=args.keep, only=only, plaintext=args.plaintext))

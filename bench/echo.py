@@ -1,8 +1,9 @@
 """`python -m bench.echo`: the ceiling, a bare grpcio unary echo server.
 
 Same server settings as the services (ThreadPoolExecutor of the same size,
-the same channel options, health registered), but no interceptor, no auth and
-no database: the handler returns the request bytes.
+the same channel options, health registered, and with --tls-cert/--tls-key
+the same TLS credentials), but no interceptor, no auth and no database: the
+handler returns the request bytes.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def serve_keyslot(args: argparse.Namespace) -> int:
     reflection) and protobuf CheckIn messages, with a handler that does nothing."""
     from keyslot.device.v1 import device_service_pb2 as dpb
 
-    from keyslot_server import auth
+    from keyslot_server import auth, transport
     from keyslot_server.server import create_server
 
     reply = _checkin_reply()
@@ -88,8 +89,9 @@ def serve_keyslot(args: argparse.Namespace) -> int:
         },
     )
     tokens = auth.TokenFile.load(os.environ.get("KEYSLOT_TOKENS_FILE"))
+    material = transport.server_tls(args.tls_cert, args.tls_key)
     running = create_server(
-        address=args.listen,
+        listeners=[transport.public_listener(args.listen, material)],
         domain="bench.keyslot",
         resolver=tokens.resolve,
         register=lambda server: server.add_generic_rpc_handlers((handler,)),
@@ -113,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keyslot", action="store_true", help="the services' server and messages (floor)"
     )
+    parser.add_argument("--tls-cert", help="serve TLS with this certificate (PEM); unset: none")
+    parser.add_argument("--tls-key", help="private key (PEM) of --tls-cert")
     args = parser.parse_args(argv)
     if args.keyslot:
         return serve_keyslot(args)
@@ -128,7 +132,14 @@ def main(argv: list[str] | None = None) -> int:
     server.add_generic_rpc_handlers((handler,))
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port(args.listen)
+    from keyslot_server import transport
+
+    # The services' own server credentials, so a handshake costs the same here.
+    material = transport.server_tls(args.tls_cert, args.tls_key)
+    if material is not None:
+        port = server.add_secure_port(args.listen, material.credentials())
+    else:
+        port = server.add_insecure_port(args.listen)
     server.start()
     health_servicer.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
     stop = threading.Event()

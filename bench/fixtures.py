@@ -14,8 +14,7 @@ from keyslot.device.v1 import device_service_pb2_grpc as dpb_grpc
 from keyslot.license.v1 import license_service_pb2 as lpb
 from keyslot.license.v1 import license_service_pb2_grpc as lpb_grpc
 
-from bench.load import error_key
-from bench.procs import TOKENS
+from bench.load import error_key, open_channel
 
 PRODUCT = "bench"
 APP_VERSION = "10.0.0"
@@ -35,13 +34,16 @@ class Device:
 
 
 class Api:
-    """Channels to both services and the set-up calls the scenarios need."""
+    """Channels to both services and the set-up calls the scenarios need.
 
-    def __init__(self, license_address: str, device_address: str) -> None:
-        self._channels = [
-            grpc.insecure_channel(license_address),
-            grpc.insecure_channel(device_address),
-        ]
+    ``tokens`` are the bench's callers' tokens by kind (Servers.tokens); the
+    channels trust ``ca`` (TLS), or are plaintext when it is None."""
+
+    def __init__(
+        self, license_address: str, device_address: str, tokens: dict[str, str], ca: bytes | None
+    ) -> None:
+        self.tokens = tokens
+        self._channels = [open_channel(license_address, ca), open_channel(device_address, ca)]
         self.license = lpb_grpc.LicenseServiceStub(self._channels[0])
         self.device = dpb_grpc.DeviceServiceStub(self._channels[1])
 
@@ -56,11 +58,13 @@ class Api:
         except grpc.RpcError as err:
             raise Unavailable(f"{method}: {error_key(err)}") from None
 
-    def lic(self, method: str, request: Any, token: str | None = TOKENS["provider"]) -> Any:
-        return self.call(self.license, method, request, token)
+    def lic(self, method: str, request: Any, token: str | None = None) -> Any:
+        """A LicenseService call; as the provider unless ``token`` is given."""
+        return self.call(self.license, method, request, token or self.tokens["provider"])
 
-    def dev(self, method: str, request: Any, token: str | None = TOKENS["portal"]) -> Any:
-        return self.call(self.device, method, request, token)
+    def dev(self, method: str, request: Any, token: str | None = None) -> Any:
+        """A DeviceService call; as the portal unless ``token`` is given."""
+        return self.call(self.device, method, request, token or self.tokens["portal"])
 
     # ------------------------------------------------------------ license side
 

@@ -85,6 +85,13 @@ def error_key(err: grpc.RpcError) -> str:
     return f"{code}/{reason}" if reason else code
 
 
+def open_channel(address: str, ca: bytes | None) -> grpc.Channel:
+    """A client channel to ``address``: TLS trusting the bench's CA, or plaintext when None."""
+    if ca is None:
+        return grpc.insecure_channel(address)
+    return grpc.secure_channel(address, grpc.ssl_channel_credentials(ca))
+
+
 class Exhausted(Exception):
     """A thread ran out of prepared data (e.g. codes to send) and stops."""
 
@@ -314,11 +321,11 @@ def _thread(job: Job, op: Callable[[], Any], start_perf: float, out: dict[str, A
     out.update(ok=ok, latencies=lat, errors=errors, outcomes=outcomes, first=first, last=last)
 
 
-def run_job(job: Job, channels: dict[str, grpc.Channel]) -> dict[str, Any]:
+def run_job(job: Job, channels: dict[str, grpc.Channel], ca: bytes | None) -> dict[str, Any]:
     """Runs one process's threads and returns their merged counts."""
     channel = channels.get(job.address)
     if channel is None:
-        channel = channels[job.address] = grpc.insecure_channel(job.address)
+        channel = channels[job.address] = open_channel(job.address, ca)
     # Also after a server restart (scale step): connect before the clock starts.
     grpc.channel_ready_future(channel).result(timeout=15)
     factory = OPS[job.kind]
@@ -351,14 +358,14 @@ def run_job(job: Job, channels: dict[str, grpc.Channel]) -> dict[str, Any]:
     return merged
 
 
-def _worker_main(inq: Any, outq: Any) -> None:
+def _worker_main(inq: Any, outq: Any, ca: bytes | None) -> None:
     channels: dict[str, grpc.Channel] = {}
     while True:
         job = inq.get()
         if job is None:
             break
         try:
-            result = run_job(job, channels)
+            result = run_job(job, channels, ca)
         except Exception as exc:  # noqa: BLE001 - reported, never kills the run
             result = {"fatal": repr(exc)}
         outq.put(result)
@@ -370,14 +377,17 @@ def _worker_main(inq: Any, outq: Any) -> None:
 
 
 class ClientPool:
-    """N spawned client processes, kept for the whole run (spawn cost paid once)."""
+    """N spawned client processes, kept for the whole run (spawn cost paid once).
 
-    def __init__(self, processes: int) -> None:
+    Their channels trust ``ca`` (TLS), or are plaintext when it is None."""
+
+    def __init__(self, processes: int, ca: bytes | None) -> None:
         ctx = mp.get_context("spawn")
         self.outq = ctx.Queue()
         self.inqs = [ctx.Queue() for _ in range(processes)]
         self.procs = [
-            ctx.Process(target=_worker_main, args=(q, self.outq), daemon=True) for q in self.inqs
+            ctx.Process(target=_worker_main, args=(inq, self.outq, ca), daemon=True)
+            for inq in self.inqs
         ]
         for p in self.procs:
             p.start()

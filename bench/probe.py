@@ -22,8 +22,8 @@ from typing import Any
 import grpc
 
 from bench.fixtures import Api
-from bench.load import op_activate, op_checkin, op_send
-from bench.procs import TOKENS, Servers
+from bench.load import op_activate, op_checkin, op_send, open_channel
+from bench.procs import Servers
 
 
 def _setup(kind: str, api: Api, channel: grpc.Channel, n: int) -> Callable[[], Any]:
@@ -49,7 +49,7 @@ def _setup(kind: str, api: Api, channel: grpc.Channel, n: int) -> Callable[[], A
     codes = [c for batch in batches for c in batch]
     api.add_subscriptions(account_id, codes)
     params = {
-        "sender": TOKENS["portal"],
+        "sender": api.tokens["portal"],
         "account_id": account_id,
         "device_id": device.device_id,
         "credential": device.credential,
@@ -58,12 +58,12 @@ def _setup(kind: str, api: Api, channel: grpc.Channel, n: int) -> Callable[[], A
     return op_send(channel, params)
 
 
-def probe(kind: str, n: int, workdir: Path) -> dict[str, float]:
-    servers = Servers(workdir, workers=16)
+def probe(kind: str, n: int, workdir: Path, tls: bool = True) -> dict[str, float]:
+    servers = Servers(workdir, workers=16, tls=tls)
     servers.start_services()
     try:
-        api = Api(servers.license.address, servers.device.address)
-        with grpc.insecure_channel(servers.device.address) as channel:
+        api = Api(servers.license.address, servers.device.address, servers.tokens, servers.ca)
+        with open_channel(servers.device.address, servers.ca) as channel:
             op = _setup(kind, api, channel, n)
             op()  # warm: first calls pay for imports and statement caches
             before = servers.cpu()
@@ -86,10 +86,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.probe", description=__doc__)
     parser.add_argument("kind", choices=["activate", "send", "checkin", "cold-checkin"])
     parser.add_argument("-n", type=int, default=300, help="calls measured (default 300)")
+    parser.add_argument("--plaintext", action="store_true", help="services without TLS")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="keyslot-probe-"))
     try:
-        result = probe(args.kind, args.n, workdir)
+        result = probe(args.kind, args.n, workdir, tls=not args.plaintext)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(

@@ -3,33 +3,43 @@
 Each binds 127.0.0.1:0 and prints "serving on port N"; the bench reads it,
 waits for health SERVING, and can stop and restart a service on the same
 port and database (the scale step bulk-loads with the services stopped).
+
+By default everything serves TLS as `make run` does (S5): a development CA
+made in the work directory, both services and both echo servers with the same
+server certificate, the device service on the license service's mutual-TLS
+peer port with its client certificate. ``Servers(tls=False)`` runs all of it
+plaintext on loopback, to measure what TLS costs. The tokens file holds
+hashes only (S6); the tokens the bench calls with are in the credentials file.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from pathlib import Path
 
+from keyslot_server import tokens
+from keyslot_server.tls import dev_pki
 from tests.harness import DEVICE_SERVICE, LICENSE_SERVICE, Proc
 
-TOKENS = {
-    "provider": "bench-provider-token-0001",
-    "portal": "bench-portal-token-00001",
-    "console": "bench-console-token-0001",
-    "peer": "bench-peer-token-0000001",
-}
+# The bench's callers: (credential key, kind, name), one token each.
+CALLERS = (
+    ("provider", "provider", "shop"),
+    ("portal", "portal", "portal"),
+    ("console", "console", "console"),
+    ("peer", "peer", "device-service"),
+)
 
 
-def write_tokens(path: Path) -> None:
-    entries = [
-        {"token": TOKENS["provider"], "kind": "provider", "name": "shop"},
-        {"token": TOKENS["portal"], "kind": "portal", "name": "portal"},
-        {"token": TOKENS["console"], "kind": "console", "name": "console"},
-        {"token": TOKENS["peer"], "kind": "peer", "name": "peer"},
-    ]
-    path.write_text(json.dumps({"tokens": entries}))
+def create_tokens(tokens_file: Path, credentials_file: Path) -> dict[str, str]:
+    """New tokens for CALLERS: hashes in ``tokens_file``, tokens in ``credentials_file``
+    (the device service reads its peer token there); returns {key: token}."""
+    issued = {}
+    for key, kind, name in CALLERS:
+        token, _ = tokens.create(tokens_file, kind, name)
+        tokens.save_credential(credentials_file, key, token)
+        issued[key] = token
+    return issued
 
 
 def peak_rss_mb(pid: int) -> tuple[float, float]:
@@ -53,13 +63,17 @@ def cpu_seconds(pid: int) -> float:
 
 
 class Servers:
-    """The echo server and both services, in ``workdir``."""
+    """The echo servers and both services, in ``workdir``; TLS unless ``tls`` is False."""
 
-    def __init__(self, workdir: Path, workers: int) -> None:
+    def __init__(self, workdir: Path, workers: int, *, tls: bool = True) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.tokens_file = workdir / "tokens.json"
-        write_tokens(self.tokens_file)
+        self.credentials_file = workdir / "credentials.json"
+        self.tokens = create_tokens(self.tokens_file, self.credentials_file)
+        self.pki = dev_pki(workdir / "tls") if tls else None
+        # What every bench client trusts (None: plaintext channels).
+        self.ca = self.pki.ca.read_bytes() if self.pki is not None else None
         env = dict(os.environ)
         env.update(
             {
@@ -74,29 +88,56 @@ class Servers:
         env.pop("KEYSLOT_TEST_CLOCK_FILE", None)
         self.license_db = workdir / "license.db"
         self.device_db = workdir / "device.db"
-        self.echo = Proc(
-            "echo", "bench.echo", ["--workers", str(workers)], workdir / "echo.log", env=env
-        )
+        pki = self.pki
+        serve: list[str] = []
+        license_args = ["--db", str(self.license_db)]
+        device_args = ["--db", str(self.device_db)]
+        device_args += ["--peer-credentials", str(self.credentials_file)]
+        if pki is not None:
+            serve = ["--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key)]
+            license_args += [*serve, "--peer-ca", str(pki.ca)]
+            device_args += [
+                *serve,
+                "--license-ca",
+                str(pki.ca),
+                "--license-cert",
+                str(pki.peer_cert),
+                "--license-key",
+                str(pki.peer_key),
+            ]
+        ca = pki.ca if pki is not None else None
+        # The echo servers serve the services' certificate: the ratios compare like with like.
+        echo_args = ["--workers", str(workers), *serve]
+        self.echo = Proc("echo", "bench.echo", echo_args, workdir / "echo.log", env=env, ca=ca)
         self.floor = Proc(
             "floor",
             "bench.echo",
-            ["--workers", str(workers), "--keyslot"],
+            [*echo_args, "--keyslot"],
             workdir / "floor.log",
             env=env,
+            ca=ca,
         )
         self.license = Proc(
             "license",
             "license_service",
-            ["--db", str(self.license_db)],
+            license_args,
             workdir / "license.log",
             env=env,
+            ca=ca,
+            peer_listen=pki is not None,
         )
         self.device = Proc(
-            "device",
-            "device_service",
-            ["--db", str(self.device_db)],
-            workdir / "device.log",
-            env=env,
+            "device", "device_service", device_args, workdir / "device.log", env=env, ca=ca
+        )
+
+    @property
+    def transport(self) -> str:
+        """The transport of this run, for the results header."""
+        if self.pki is None:
+            return "plaintext on loopback (--plaintext): no TLS anywhere"
+        return (
+            "TLS (server certificates from the bench's own CA, every client channel and both"
+            " echo servers included); device -> license over mutual TLS on the peer port"
         )
 
     def start_echo(self) -> None:
@@ -106,7 +147,9 @@ class Servers:
     def start_services(self) -> None:
         self.license.start(LICENSE_SERVICE)
         args = [a for a in self.device.args if not a.startswith("--license-address")]
-        self.device.args = [*args, f"--license-address={self.license.address}"]
+        # With TLS the device service calls the mutual-TLS peer port (S5).
+        target = self.license.peer_address if self.license.peer_listen else self.license.address
+        self.device.args = [*args, f"--license-address={target}"]
         self.device.start(DEVICE_SERVICE)
 
     def stop_services(self) -> None:

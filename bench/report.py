@@ -31,6 +31,7 @@ class Report:
     """Rows plus the facts that make them comparable."""
 
     quick: bool
+    transport: str = ""  # TLS or plaintext: the figures differ, the header says which
     rows: list[Row] = field(default_factory=list)
     facts: list[str] = field(default_factory=list)  # free-form lines after the table
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -59,6 +60,7 @@ class Report:
             f"machine: {platform.node()} {platform.machine()}, {cpu}, {os.cpu_count()} cores",
             f"python {sys.version.split()[0]}, grpcio {grpc.__version__},"
             f" SQLite {sqlite3.sqlite_version}, {platform.system()} {platform.release()}",
+            f"transport: {self.transport or 'not recorded'}",
         ]
 
 

@@ -15,8 +15,8 @@ import grpc
 from rich.console import Console
 
 from bench.fixtures import Api, Device, Unavailable
-from bench.load import ClientPool, LoadResult, Refused, error_key, op_send
-from bench.procs import TOKENS, Servers
+from bench.load import ClientPool, LoadResult, Refused, error_key, op_send, open_channel
+from bench.procs import Servers
 from bench.report import MISS, NA, PASS, Report, Row, other_work
 
 console = Console(stderr=True)
@@ -59,10 +59,11 @@ class Plan:
 
 METHOD = """\
 Produced by `make bench` (`python -m bench`; `make bench QUICK=1` for the short
-run). Everything below ran in one run on one machine: a bare grpcio echo
-server (the ceiling: same ThreadPoolExecutor size and server options as the
-services, no interceptor, no auth, no database) and both services as real
-processes (`--log-calls 0`), driven by the same load generator:
+run; `--plaintext` or `PLAINTEXT=1` for the same without TLS). Everything
+below ran in one run on one machine: a bare grpcio echo server (the ceiling:
+same ThreadPoolExecutor size, server options and transport as the services,
+no interceptor, no auth, no database) and both services as real processes
+(`--log-calls 0`), driven by the same load generator:
 {plan.processes} spawned client processes x {plan.threads} threads, each process with
 its own channel, closed loop, {plan.warmup:g} s warm-up excluded, {plan.duration:g} s
 measured per scenario. Data for scenarios 2-5 was set up through the real
@@ -94,14 +95,17 @@ def summarize_errors(errors: Counter[str], limit: int = 3) -> str:
 
 
 class Bench:
-    def __init__(self, plan: Plan, workdir: Path, only: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self, plan: Plan, workdir: Path, only: frozenset[str] = frozenset(), tls: bool = True
+    ) -> None:
         from license_service.settings import Settings
 
         self.plan = plan
         self.only = only  # scenario names to run (empty: all)
         self.workers = Settings().workers  # the services' own default pool size
-        self.servers = Servers(workdir, self.workers)
-        self.report = Report(quick=plan.quick)
+        self.servers = Servers(workdir, self.workers, tls=tls)
+        self.tokens = self.servers.tokens
+        self.report = Report(quick=plan.quick, transport=self.servers.transport)
         self.pool: ClientPool | None = None
         self.api: Api | None = None
         self.ceilings: list[float] = []  # every echo throughput measured, in order
@@ -223,7 +227,7 @@ class Bench:
         """What a keyslot RPC costs before any work: the services' server, auth and messages."""
         name = "1b. floor: keyslot server + auth + CheckIn messages, empty handler"
         log(name)
-        threads = [{"token": TOKENS["portal"]} for _ in range(self.n_threads)]
+        threads = [{"token": self.tokens["portal"]} for _ in range(self.n_threads)]
         res = self.load("floor", self.servers.floor.address, threads)
         notes = "; ".join(
             filter(None, [res.cpu_per_op(), res.ceiling_note(), summarize_errors(res.errors)])
@@ -292,7 +296,7 @@ class Bench:
             api.add_subscriptions(account_id, codes)
             # probe with the spare device: one full handshake
             probe = devices.pop()
-            with grpc.insecure_channel(self.servers.device.address) as ch:
+            with open_channel(self.servers.device.address, self.servers.ca) as ch:
                 op_send(ch, self._send_params(account_id, probe, codes[:1]))()
         except (Unavailable, Exception) as exc:  # noqa: BLE001 - the probe's RpcError too
             self.report.add(not_available(name, _describe(exc)))
@@ -304,7 +308,7 @@ class Bench:
 
     def _send_params(self, account_id: str, device: Device, codes: list[str]) -> dict[str, Any]:
         return {
-            "sender": TOKENS["portal"],
+            "sender": self.tokens["portal"],
             "account_id": account_id,
             "device_id": device.device_id,
             "credential": device.credential,
@@ -344,7 +348,7 @@ class Bench:
             return
         threads = [
             {
-                "sender": TOKENS["portal"],
+                "sender": self.tokens["portal"],
                 "account_id": account_id,
                 "device_id": d.device_id,
                 "code": code,
@@ -387,8 +391,10 @@ class Bench:
         log(f"starting servers in {self.servers.workdir}")
         self.servers.start_echo()
         self.servers.start_services()
-        self.pool = ClientPool(plan.processes)
-        self.api = Api(self.servers.license.address, self.servers.device.address)
+        self.pool = ClientPool(plan.processes, self.servers.ca)
+        self.api = Api(
+            self.servers.license.address, self.servers.device.address, self.tokens, self.servers.ca
+        )
         try:
             self.run_ceiling()
             self.run_floor()
@@ -462,11 +468,13 @@ def _describe(exc: BaseException) -> BaseException:
     return exc
 
 
-def main(quick: bool, keep: bool = False, only: frozenset[str] = frozenset()) -> int:
+def main(
+    quick: bool, keep: bool = False, only: frozenset[str] = frozenset(), plaintext: bool = False
+) -> int:
     plan = Plan.make(quick)
     workdir = Path(tempfile.mkdtemp(prefix="keyslot-bench-"))
     try:
-        bench = Bench(plan, workdir, only)
+        bench = Bench(plan, workdir, only, tls=not plaintext)
         report = bench.run()
     finally:
         if not keep:
@@ -474,10 +482,14 @@ def main(quick: bool, keep: bool = False, only: frozenset[str] = frozenset()) ->
     from bench.report import markdown, print_table
 
     print_table(report)
-    # A partial or quick run never overwrites the committed full results.
-    out = HERE / ("results-quick.md" if quick or only else "results.md")
+    # A partial or quick run never overwrites the committed full results, nor does a
+    # plaintext one: results.md is the TLS run, as the services are deployed.
+    if quick or only:
+        out = HERE / "results-quick.md"
+    else:
+        out = HERE / ("results-plaintext.md" if plaintext else "results.md")
     analysis = HERE / "analysis.md"  # hand-written notes on the last full run, if any
-    appendix = analysis.read_text() if analysis.exists() and not (quick or only) else ""
+    appendix = analysis.read_text() if analysis.exists() and out.name == "results.md" else ""
     out.write_text(markdown(report, METHOD.format(plan=plan), appendix))
     log(f"wrote {out}")
     return 0
