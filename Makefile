@@ -27,8 +27,8 @@ gen: $(STAMP)
 		--python_out=$(GEN_OUT) --pyi_out=$(GEN_OUT) --grpc_python_out=$(GEN_OUT) $(PROTOS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check --no-cache .
+	$(BIN)/ruff format --check --no-cache .
 	cd protos && ../$(BIN)/buf lint
 	cd protos && ../$(BIN)/buf format --diff --exit-code
 	@if [ -f protos/baseline.binpb ]; then \

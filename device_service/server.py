@@ -8,7 +8,6 @@ from datetime import timedelta
 
 import grpc
 from keyslot.device.v1 import device_service_pb2_grpc as pb_grpc
-from keyslot_server.tokens import read_credential
 
 from device_service.access import Access
 from device_service.accounts import Accounts
@@ -31,6 +30,7 @@ from keyslot_server import auth, tls, transport
 from keyslot_server.clock import Clock, make_clock
 from keyslot_server.retention import Pruner
 from keyslot_server.server import Running, create_server
+from keyslot_server.tokens import read_credential
 
 SERVICE_NAME = "keyslot.device.v1.DeviceService"
 log = logging.getLogger("keyslot.device")
