@@ -29,6 +29,7 @@ import grpc
 from keyslot.license.v1 import license_service_pb2 as lpb
 
 from keyslot_server.clock import Clock
+from keyslot_server.observe import NOBODY, Observer
 from keyslot_server.timeconv import to_epoch_us
 
 log = logging.getLogger("keyslot.device.cache")
@@ -57,8 +58,10 @@ class CodeCache:
         clock: Clock,
         size: int = 20_000,
         max_age: float = 60.0,
+        observer: Observer = NOBODY,
     ) -> None:
         self._watch = watch
+        self._observer = observer  # told how many codes each read found kept
         self._clock = clock
         self.size = size
         self.max_age = max_age
@@ -89,6 +92,7 @@ class CodeCache:
                     found[code] = entry[0]
                 else:
                     misses.append(code)
+        self._observer.cache_read("code", len(found), len(misses))
         if not misses:
             return [found[c] for c in codes]
         generation = self._generation

@@ -21,6 +21,7 @@ from device_service.store import DeviceStore
 from keyslot_server.auth import hash_token
 from keyslot_server.budget import FailureBudget, client_address
 from keyslot_server.clock import Clock
+from keyslot_server.observe import NOBODY, Observer
 from keyslot_server.retention import Prune
 
 EVERYONE = "everyone"
@@ -29,9 +30,12 @@ EVERYONE = "everyone"
 class ConnectionLimits:
     """The two connection-code budgets of one device service."""
 
-    def __init__(self, store: DeviceStore, clock: Clock, settings: Settings) -> None:
+    def __init__(
+        self, store: DeviceStore, clock: Clock, settings: Settings, observer: Observer = NOBODY
+    ) -> None:
         self.store = store
         self.clock = clock
+        self.observer = observer  # told of every refusal past a budget
         window = timedelta(seconds=settings.connection_code_window)
         self.address = FailureBudget(store, settings.connection_code_budget, window)
         self.everyone = FailureBudget(store, settings.connection_code_global_budget, window)
@@ -51,6 +55,7 @@ class ConnectionLimits:
         for budget, by, subject in subjects:
             wait = budget.retry_after(subject, now)
             if wait is not None:
+                self.observer.lookup_refused("connection_code", by)
                 raise _too_many(wait, by)
         # Read again under ConnectDevice's write; a known code writes nothing here.
         if self.store.connection_code(hash_token(compact)) is not None:
@@ -61,7 +66,9 @@ class ConnectionLimits:
         waits = [(wait, by) for wait, (_, by, _) in zip(charged, subjects, strict=True)]
         late = [(wait, by) for wait, by in waits if wait is not None]
         if late:  # guesses racing each other past a budget learn nothing
-            raise _too_many(*max(late))
+            wait, by = max(late)
+            self.observer.lookup_refused("connection_code", by)
+            raise _too_many(wait, by)
         raise DeviceError.not_found("CONNECTION_CODE_NOT_FOUND", "no such connection code")
 
     def prune_rule(self) -> Prune:

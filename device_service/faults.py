@@ -11,10 +11,12 @@ creates ``<point>.go``. Points are the same names as the crash points, plus
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 import time
 from pathlib import Path
+
+log = logging.getLogger("keyslot.device.faults")
 
 # Read once at start: a test sets it on the process it restarts.
 _CRASH_AT = frozenset(p for p in os.environ.get("KEYSLOT_CRASH_AT", "").split(",") if p)
@@ -35,8 +37,7 @@ POINTS = (
 def crash_point(name: str) -> None:
     """Dies like kill -9 (no cleanup, exit 137) when ``name`` is armed; pauses when armed so."""
     if name in _CRASH_AT:
-        sys.stderr.write(f"KEYSLOT_CRASH_AT: crashing at {name}\n")
-        sys.stderr.flush()
+        log.critical("KEYSLOT_CRASH_AT: crashing at %s", name)  # its handler flushes
         os._exit(137)
     if _PAUSE_DIR is not None:
         pause_point(name)

@@ -55,8 +55,10 @@ from device_service import store as st
 from device_service.errors import DeviceError
 from device_service.faults import crash_point, pause_point
 from device_service.peer import LicensePeer
+from keyslot_server import trace
 from keyslot_server.clock import Clock, now_us
 from keyslot_server.errors import Code
+from keyslot_server.observe import NOBODY, Observer
 from keyslot_server.requests import Key, KeyedLock, RequestLog, fingerprint, stored
 from keyslot_server.timeconv import from_epoch_us, to_timestamp
 
@@ -116,10 +118,17 @@ def request_ids(handshake_id: str) -> tuple[str, str, str]:
 class Handshakes:
     """Runs and recovers handshakes against the license service."""
 
-    def __init__(self, store: st.DeviceStore, license: LicensePeer, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: st.DeviceStore,
+        license: LicensePeer,
+        clock: Clock,
+        observer: Observer = NOBODY,
+    ) -> None:
         self.store = store
         self.license = license
         self.clock = clock
+        self.observer = observer  # told of every handshake that ended
         self.hooks: dict[str, Hooks] = {}
         # The one in-process keyed exclusion: a handshake, and a request's check-then-claim.
         self.locks = KeyedLock()
@@ -229,6 +238,8 @@ class Handshakes:
             "failure_message": "",
             "create_us": now,
             "update_us": now,
+            # Later steps (a later call, recovery) log in the trace of the call that began it.
+            "traceparent": trace.current_traceparent(),
         }
         self.store.insert_handshake(row)
         return row
@@ -373,9 +384,15 @@ class Handshakes:
         """Step 2 for a row already COMMITTING; raises the refusal (H3) after settling.
 
         Every send of the commit (the call's, a retry's, recovery's) carries
-        the row's grant and app version, so it is the same request (H1).
+        the row's grant and app version, so it is the same request (H1). It runs
+        in the trace of the call that began the handshake (``trace.resumed``).
         """
         row = self.row(handshake_id)
+        with trace.resumed(row["traceparent"]):
+            return self._commit(row)
+
+    def _commit(self, row: Row) -> lpb.Grant:
+        handshake_id = row["handshake_id"]
         grant_id, app_version = row["grant_id"], row["app_version"]
         _, commit_id, _ = request_ids(handshake_id)
         crash_point("before_commit")
@@ -404,8 +421,14 @@ class Handshakes:
         return grant
 
     def abort(self, handshake_id: str) -> None:
-        """Aborts the grant of an ABORTING row and finishes the row ABORTED."""
+        """Aborts the grant of an ABORTING row and finishes the row ABORTED, in the
+        trace of the call that began the handshake."""
         row = self.row(handshake_id)
+        with trace.resumed(row["traceparent"]):
+            self._abort(row)
+
+    def _abort(self, row: Row) -> None:
+        handshake_id = row["handshake_id"]
         grant_id = row["grant_id"]
         if not grant_id:
             # The prepare's answer was lost: replay it (same request id) to learn
@@ -580,6 +603,7 @@ class Handshakes:
                     "update_us": now,
                 },
             )
+            self._ended(row["purpose"], COMMITTED, "")
 
     def _finish_aborted(
         self, handshake_id: str, reason: str = "", message: str = "", outcome: str = ""
@@ -605,6 +629,12 @@ class Handshakes:
                     "update_us": now,
                 },
             )
+            self._ended(row["purpose"], row["outcome"] or ABORTED, row["failure_reason"])
+
+    def _ended(self, purpose: str, outcome: str, reason: str) -> None:
+        """Tells the observer once the write that ended a handshake commits (never
+        after a rollback: the step did not change then)."""
+        self.store.on_commit(lambda: self.observer.handshake_ended(purpose, outcome, reason))
 
     def row(self, handshake_id: str) -> Row:
         """The handshake as stored now (KeyError for an unknown id)."""

@@ -22,8 +22,10 @@ from keyslot.license.v1 import license_service_pb2_grpc as lpb_grpc
 from device_service import peer
 from device_service.code_cache import CodeCache
 from device_service.errors import DeviceError
+from keyslot_server import trace
 from keyslot_server.clock import Clock, SystemClock
 from keyslot_server.errors import Code
+from keyslot_server.observe import NOBODY, Observer
 
 BATCH_LIMIT = 1000  # codes per BatchGetCodes call (the contract's limit)
 
@@ -50,6 +52,7 @@ class GrpcLicensePeer:
         cache_size: int = 0,
         cache_max_age: float = 60.0,
         credentials: grpc.ChannelCredentials | None = None,
+        observer: Observer = NOBODY,
     ) -> None:
         self.address = address
         self.deadline = deadline
@@ -59,7 +62,9 @@ class GrpcLicensePeer:
         self.stub = lpb_grpc.LicenseServiceStub(self.channel)
         # Codes kept between changes (see code_cache); size 0 reads every time.
         self._watch_channel: grpc.Channel | None = None
-        self.codes = CodeCache(self._watch, clock or SystemClock(), cache_size, cache_max_age)
+        self.codes = CodeCache(
+            self._watch, clock or SystemClock(), cache_size, cache_max_age, observer
+        )
         self.codes.start()
         # Products never change once created (there is no update RPC): kept once read.
         self._products: dict[str, lpb.Product] = {}
@@ -100,10 +105,15 @@ class GrpcLicensePeer:
         closer.start()
 
     def call(self, method: str, request: Any) -> Any:
-        """Calls ``method`` with the peer token and the deadline; relays refusals."""
+        """Calls ``method`` with the peer token, the deadline and a child of the bound
+        trace (``traceparent``); relays refusals."""
         rpc = getattr(self.stub, method)
+        metadata = self._metadata
+        traceparent = trace.outgoing()  # the license side logs this call in the same trace
+        if traceparent:
+            metadata = (*metadata, (trace.HEADER, traceparent))
         try:
-            return rpc(request, timeout=self.deadline, metadata=self._metadata)
+            return rpc(request, timeout=self.deadline, metadata=metadata)
         except grpc.RpcError as err:
             raise relay(err) from None
 

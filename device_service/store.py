@@ -21,6 +21,7 @@ from device_service.errors import DeviceError
 from keyslot_server import formats
 from keyslot_server.auth import Principal, hash_token
 from keyslot_server.db import Database
+from keyslot_server.observe import NOBODY, Observer
 from keyslot_server.requests import create_table as create_request_table
 from keyslot_server.retention import HISTORY, Prune, request_log_rule
 
@@ -61,9 +62,13 @@ class DeviceStore(Database):
     """Accounts, devices, slots, deliveries and reserves in one SQLite file."""
 
     def __init__(
-        self, path: str, synchronous: str = "FULL", check_in_cache_size: int = CHECK_IN_CACHE_SIZE
+        self,
+        path: str,
+        synchronous: str = "FULL",
+        check_in_cache_size: int = CHECK_IN_CACHE_SIZE,
+        observer: Observer = NOBODY,
     ) -> None:
-        super().__init__(path, synchronous)
+        super().__init__(path, synchronous, observer)
         self.create_schema()
         self.check_ins = CheckInCache(check_in_cache_size)
         if check_in_cache_size > 0:
@@ -197,12 +202,30 @@ class DeviceStore(Database):
                 "failure_message": str,
                 "create_us": int,
                 "update_us": int,
+                # W3C traceparent of the call that began it: later steps log in its trace.
+                "traceparent": str,
             },
             pk="handshake_id",
-            not_null={"purpose", "step", "code", "device_id", "create_us", "update_us"},
-            defaults={"grant_id": "", "owner_id": "", "outcome": "", "failure_reason": ""},
+            not_null={
+                "purpose",
+                "step",
+                "code",
+                "device_id",
+                "create_us",
+                "update_us",
+                "traceparent",
+            },
+            defaults={
+                "grant_id": "",
+                "owner_id": "",
+                "outcome": "",
+                "failure_reason": "",
+                "traceparent": "",
+            },
             if_not_exists=True,
         )
+        if "traceparent" not in db["handshakes"].columns_dict:  # a file from before traces
+            db["handshakes"].add_column("traceparent", str, not_null_default="")
         # The first answer per target of an idempotent call (H1): keyslot_server.requests.
         create_request_table(db, "request_outcomes")
         db["outbox"].create(
@@ -267,6 +290,9 @@ class DeviceStore(Database):
             "CREATE INDEX IF NOT EXISTS deliveries_account ON deliveries(account_id, create_us)",
             "CREATE INDEX IF NOT EXISTS deliveries_device ON deliveries(device_id, state)",
             "CREATE INDEX IF NOT EXISTS deliveries_code ON deliveries(code, account_id)",
+            # Counts the pending deliveries (pending_deliveries) without reading the history.
+            "CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(state)"
+            " WHERE state = 'PENDING'",
             "CREATE INDEX IF NOT EXISTS handshakes_step ON handshakes(step)",
             "CREATE INDEX IF NOT EXISTS credentials_device ON credentials(device_id)",
             "CREATE INDEX IF NOT EXISTS outbox_create ON outbox(create_us)",
@@ -753,6 +779,7 @@ class DeviceStore(Database):
         writing = self.in_write()
         if not writing:
             kept = self.check_ins.get(device_id)
+            self.observer.cache_read("check_in", kept is not None, kept is None)
             if kept is not None:
                 return kept
         generation = self.check_ins.generation
@@ -933,6 +960,44 @@ class DeviceStore(Database):
             (device_id, *steps),
         )
         return [r["handshake_id"] for r in rows]
+
+    # --- counts for the metrics (each a search of an index, never a scan of history) ------
+
+    def held_slots(self) -> int:
+        """Slots held (PENDING or ACTIVE) over every code (D3)."""
+        row = self.one(
+            "SELECT COUNT(*) AS n FROM slots INDEXED BY slots_one_held WHERE state != 'RELEASED'"
+        )
+        return int(row["n"]) if row else 0
+
+    def connected_devices(self) -> int:
+        row = self.one("SELECT COUNT(*) AS n FROM devices WHERE disconnect_us IS NULL")
+        return int(row["n"]) if row else 0
+
+    def pending_deliveries(self) -> int:
+        """Sent subscriptions waiting for their device's completion (D4)."""
+        row = self.one(
+            "SELECT COUNT(*) AS n FROM deliveries INDEXED BY deliveries_pending"
+            " WHERE state = 'PENDING'"
+        )
+        return int(row["n"]) if row else 0
+
+    def live_reserves(self) -> dict[str, int]:
+        """Reserves WAITING for their take-over, and FAILED ones still shown (D8-D10)."""
+        rows = self.query(
+            "SELECT state, COUNT(*) AS n FROM reserves WHERE state IN ('WAITING', 'FAILED')"
+            " GROUP BY state"
+        )
+        return {"WAITING": 0, "FAILED": 0} | {r["state"]: r["n"] for r in rows}
+
+    def unfinished_steps(self) -> dict[str, int]:
+        """Handshakes not yet ended, by step: what recovery and the callers still drive (H4)."""
+        steps = ("PREPARING", "PREPARED", "COMMITTING", "ABORTING")
+        rows = self.query(
+            "SELECT step, COUNT(*) AS n FROM handshakes"
+            " WHERE step IN ('PREPARING', 'PREPARED', 'COMMITTING', 'ABORTING') GROUP BY step"
+        )
+        return dict.fromkeys(steps, 0) | {r["step"]: r["n"] for r in rows}
 
     def unfinished_handshakes(self) -> list[Row]:
         """Every handshake not yet ended (id, step, purpose), the oldest first."""

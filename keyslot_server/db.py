@@ -30,6 +30,7 @@ import sqlite_utils
 from sqlite_utils.db import DEFAULT, NotFoundError, Table, quote_identifier
 
 from keyslot_server.files import private_database
+from keyslot_server.observe import NOBODY, Observer
 
 # A group commits after this many bodies even while writers keep queuing,
 # so its first writer never waits on an unbounded stream of later ones.
@@ -177,8 +178,11 @@ class _Group:
 class Database:
     """A SQLite file: a read connection per thread and one write connection."""
 
-    def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
+    def __init__(
+        self, path: str | Path, synchronous: str = "FULL", observer: Observer = NOBODY
+    ) -> None:
         self.path = str(path)
+        self.observer = observer  # told the size of each group commit
         if self.path != ":memory:":
             # Codes and credential hashes: 0600 in a 0700 directory (keyslot_server.files).
             private_database(self.path)
@@ -331,6 +335,7 @@ class Database:
         self.commits += 1
         if error is None:
             self.bodies += group.bodies
+            self.observer.group_committed(group.bodies)
         self._end_group(group, error)
 
     def _end_group(self, group: _Group, error: BaseException | None) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -76,13 +77,42 @@ def _credentials() -> dict[str, str]:
     return {k: v for k, v in data.items() if isinstance(v, str)}
 
 
-def wait_serving(address: str, service: str, ca: Path, timeout: float = 20.0) -> bool:
-    """Polls grpc.health.v1 over TLS until the service reports SERVING."""
+def taken(addresses: dict[str, str]) -> list[str]:
+    """The names of the addresses that something already listens on.
+
+    Checked before anything starts, so a second `make run` stops at once
+    instead of starting one service of two.
+    """
+    busy = []
+    for name, address in addresses.items():
+        host, _, port = address.rpartition(":")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # As the services bind: a closed connection's TIME_WAIT is no obstacle.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, int(port)))
+            except OSError:
+                busy.append(name)
+    return busy
+
+
+def wait_serving(
+    address: str,
+    service: str,
+    ca: Path,
+    timeout: float = 20.0,
+    proc: subprocess.Popen[bytes] | None = None,
+) -> bool:
+    """Polls grpc.health.v1 over TLS until the service reports SERVING.
+
+    Gives up early when ``proc`` (the service's process) has exited."""
     end = time.monotonic() + timeout
     credentials = grpc.ssl_channel_credentials(ca.read_bytes())
     with grpc.secure_channel(address, credentials) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < end:
+            if proc is not None and proc.poll() is not None:
+                return False
             try:
                 reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
@@ -93,6 +123,20 @@ def wait_serving(address: str, service: str, ca: Path, timeout: float = 20.0) ->
 
 
 def main() -> int:
+    addresses = {
+        "license service": LICENSE,
+        "device service": DEVICE,
+        "license peer port": LICENSE_PEER,
+    }
+    busy = taken(addresses)
+    if busy:
+        ports = ", ".join(f"{addresses[name]} ({name})" for name in busy)
+        print(
+            f"cannot start: {ports} already in use; another keyslot is probably running"
+            " (stop it with Ctrl-C in its terminal)",
+            file=sys.stderr,
+        )
+        return 1
     pki = tls.dev_pki(TLS_DIR)
     credentials = dev_tokens()
     env = dict(os.environ, KEYSLOT_TOKENS_FILE=str(TOKENS))
@@ -145,15 +189,32 @@ def main() -> int:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    ok = wait_serving(LICENSE, "keyslot.license.v1.LicenseService", pki.ca) and wait_serving(
-        DEVICE, "keyslot.device.v1.DeviceService", pki.ca
-    )
-    if not ok:
-        print("services did not become healthy", file=sys.stderr)
+    stopping = False
+
+    def interrupt(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
         stop()
-        return max(proc.wait() for proc in procs) or 1
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
+    started = (
+        ("license service", procs[0], LICENSE, "keyslot.license.v1.LicenseService"),
+        ("device service", procs[1], DEVICE, "keyslot.device.v1.DeviceService"),
+    )
+    for name, proc, address, service in started:
+        if wait_serving(address, service, pki.ca, proc=proc):
+            continue
+        code = proc.poll()
+        stop()
+        codes = [p.wait() for p in procs]
+        if stopping:  # Ctrl-C while starting: no complaint
+            return max(codes)
+        if code is None:
+            print(f"the {name} did not become healthy at {address}", file=sys.stderr)
+        else:
+            print(f"the {name} exited at start with code {code} (see above)", file=sys.stderr)
+        return code or max(codes) or 1
     print("\nkeyslot is running over TLS (Ctrl-C stops both):")
     print(f"  license service  {LICENSE}  keyslot.license.v1.LicenseService")
     print(f"  device service   {DEVICE}  keyslot.device.v1.DeviceService")

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from keyslot_server.config import EXIT_CONFIG, ConfigError
 from keyslot_server.files import private_umask
-from keyslot_server.server import AddressInUse, Running, serve_forever, setup_logging
-from keyslot_server.settings import ServerSettings, describe, from_args
+from keyslot_server.logs import setup_logging
+from keyslot_server.server import AddressInUse, Running, serve_forever
+from keyslot_server.settings import ServerSettings, from_args, shown
 
 S = TypeVar("S", bound=ServerSettings)
+
+log = logging.getLogger("keyslot.lifecycle")  # written at every --log-level
 
 
 def run_service(
@@ -26,7 +30,8 @@ def run_service(
     private_umask()
     setup_logging(cls.service)
     settings = from_args(cls, argv)
-    print(f"{name} settings:\n" + describe(settings), flush=True)
+    logging.getLogger().setLevel(settings.log_level.upper())
+    log.info("%s settings", name, extra={"settings": shown(settings)})
     try:
         running = build(settings)
     except ConfigError as err:  # before any database exists

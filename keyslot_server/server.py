@@ -10,11 +10,9 @@ re-reads what can change under a running service (certificates, tokens).
 from __future__ import annotations
 
 import faulthandler
-import json
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -24,14 +22,15 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
-from keyslot_server import auth
+from keyslot_server import auth, reflection, trace
 from keyslot_server.errors import ServiceError, internal_status, unauthenticated_status
 
 log = logging.getLogger("keyslot")
 call_log = logging.getLogger("keyslot.calls")
+# Start, stop and reload: written at every --log-level (tools wait for "serving on port").
+lifecycle = logging.getLogger("keyslot.lifecycle")
 
 # Methods anyone may call: load balancers and tools need them without tokens.
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -103,6 +102,8 @@ class KeyslotInterceptor(grpc.ServerInterceptor):
             started = time.perf_counter()
             status = "UNAUTHENTICATED"
             caller = "-"
+            span = trace.start(_traceparent(context))
+            bound_span = trace.bind(span)
             try:
                 principal = self._authenticate(context)
                 status = "OK"
@@ -126,17 +127,8 @@ class KeyslotInterceptor(grpc.ServerInterceptor):
                 context.abort_with_status(rpc_status.to_status(internal_status(domain)))
             finally:
                 if log_calls:
-                    call_log.info(
-                        json.dumps(
-                            {
-                                "method": method,
-                                "status": status,
-                                "ms": round((time.perf_counter() - started) * 1000, 2),
-                                "caller": caller,
-                            },
-                            separators=(",", ":"),
-                        )
-                    )
+                    _log_call(method, status, started, caller, span)
+                trace.unbind(bound_span)
 
         return grpc.unary_unary_rpc_method_handler(
             behavior,
@@ -155,14 +147,21 @@ class KeyslotInterceptor(grpc.ServerInterceptor):
 
         def behavior(requests: Any, context: grpc.ServicerContext) -> Any:
             started = time.perf_counter()
-            principal = self._authenticate(context)
-            bound = auth.set_principal(principal)
+            # Bound while the servicer starts the stream and for its end line, not
+            # across the yields: a generator may be closed from another context.
+            span = trace.start(_traceparent(context))
+            bound_span = trace.bind(span)
             try:
-                responses = inner(requests, context)
-            except ServiceError as err:
-                context.abort_with_status(rpc_status.to_status(err.to_status()))
+                principal = self._authenticate(context)
+                bound = auth.set_principal(principal)
+                try:
+                    responses = inner(requests, context)
+                except ServiceError as err:
+                    context.abort_with_status(rpc_status.to_status(err.to_status()))
+                finally:
+                    auth.reset_principal(bound)
             finally:
-                auth.reset_principal(bound)
+                trace.unbind(bound_span)
             try:
                 yield from responses
             except ServiceError as err:
@@ -173,23 +172,38 @@ class KeyslotInterceptor(grpc.ServerInterceptor):
                 log.exception("unexpected error in %s", method)
                 context.abort_with_status(rpc_status.to_status(internal_status(domain)))
             if self.log_calls:
-                call_log.info(
-                    json.dumps(
-                        {
-                            "method": method,
-                            "status": "ENDED",
-                            "ms": round((time.perf_counter() - started) * 1000, 2),
-                            "caller": f"{principal.kind}:{principal.name}",
-                        },
-                        separators=(",", ":"),
-                    )
-                )
+                bound_span = trace.bind(span)
+                try:
+                    _log_call(method, "ENDED", started, f"{principal.kind}:{principal.name}", span)
+                finally:
+                    trace.unbind(bound_span)
 
         return grpc.stream_stream_rpc_method_handler(
             behavior,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+
+def _traceparent(context: grpc.ServicerContext) -> str | None:
+    """The caller's W3C ``traceparent`` header, if it sent one."""
+    for key, value in context.invocation_metadata() or ():
+        if key == trace.HEADER:
+            return value if isinstance(value, str) else None
+    return None
+
+
+def _log_call(method: str, status: str, started: float, caller: str, span: trace.Span) -> None:
+    """The one line per call; the trace filter adds its trace and span ids."""
+    extra = {
+        "method": method,
+        "status": status,
+        "ms": round((time.perf_counter() - started) * 1000, 2),
+        "caller": caller,
+    }
+    if span.parent_id:
+        extra["parent_span_id"] = span.parent_id
+    call_log.info("call", extra=extra)
 
 
 def _aborted(context: grpc.ServicerContext) -> bool:
@@ -259,23 +273,27 @@ def create_server(
     workers: int = 16,
     log_calls: bool = True,
     peer_check: PeerCheck | None = None,
+    outer_interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> Running:
     """Builds and starts the server on its listeners ("host:0" picks a free port).
 
     ``peer_check`` None accepts the peer token alone (a plaintext development
-    setup); otherwise a peer principal needs the check to pass as well."""
+    setup); otherwise a peer principal needs the check to pass as well.
+    ``outer_interceptors`` wrap the keyslot interceptor (metrics: they see every
+    call's final status, authentication refusals included)."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
-        interceptors=[KeyslotInterceptor(domain, resolver, log_calls, peer_check)],
+        interceptors=[
+            *outer_interceptors,
+            KeyslotInterceptor(domain, resolver, log_calls, peer_check),
+        ],
         # One process per port: a second instance must fail to bind, not share.
         options=[("grpc.so_reuseport", 0)],
     )
     register(server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    reflection.enable(server, (*service_names, health.SERVICE_NAME))
     ports: dict[str, int] = {}
     for listener in listeners:
         try:
@@ -310,25 +328,12 @@ def _force_exit(service: str) -> None:
     os._exit(1)
 
 
-def setup_logging(service: str) -> None:
-    """One line per record on stderr, prefixed with the service.
-
-    SIGUSR1 dumps every thread's stack to stderr (for a process that seems stuck).
-    """
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format=f"%(asctime)s {service} %(levelname)s %(name)s %(message)s",
-    )
-
-
 def serve_forever(running: Running, grace: float, service: str) -> int:
     """Blocks until SIGTERM/SIGINT, then stops gracefully. Returns the exit code."""
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
-        log.info("%s: received %s, shutting down", service, signal.Signals(signum).name)
+        lifecycle.info("%s: received %s, shutting down", service, signal.Signals(signum).name)
         stop.set()
 
     reload = threading.Event()
@@ -339,17 +344,17 @@ def serve_forever(running: Running, grace: float, service: str) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_hangup)
-    # One write: print() writes the text and the newline separately, and a
-    # log line from another thread (the code watch) could land in between.
+    # A log record like every other line; tests and the bench find the ports in its text.
     extra = "".join(f", {name} {port}" for name, port in list(running.ports.items())[1:])
-    sys.stdout.write(f"{service}: serving on port {running.port}{extra}\n")
-    sys.stdout.flush()
+    lifecycle.info(
+        "%s: serving on port %d%s", service, running.port, extra, extra={"ports": running.ports}
+    )
     # A process-directed signal may land on a gRPC thread; Python runs the handler
     # only when the main thread executes bytecode, so wake up regularly.
     while not stop.wait(0.5):
         if reload.is_set():
             reload.clear()
-            log.info("%s: SIGHUP, re-reading certificates and tokens", service)
+            lifecycle.info("%s: SIGHUP, re-reading certificates and tokens", service)
             running.reload()
     # A shutdown that hangs (a stuck hook, a wedged call) must not keep the port:
     # past grace plus a margin the process exits anyway, loudly.
@@ -358,5 +363,5 @@ def serve_forever(running: Running, grace: float, service: str) -> int:
     watchdog.start()
     running.stop(grace)
     watchdog.cancel()
-    log.info("%s: stopped", service)
+    lifecycle.info("%s: stopped", service)
     return 0

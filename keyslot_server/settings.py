@@ -68,6 +68,15 @@ def not_negative(value: float) -> None:
         raise ValueError(f"must be 0 or more; got {value:g}")
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def known_log_level(value: str) -> None:
+    """Check: a level of LOG_LEVELS (any case)."""
+    if value.upper() not in LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}; got {value!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class ServerSettings:
     """What every keyslot server process takes; each service's Settings extends it.
@@ -105,6 +114,13 @@ class ServerSettings:
     workers: int = setting(16, "RPC worker threads", check=positive)
     sweep_interval: float = setting(30.0, "seconds between background sweeps", check=positive)
     log_calls: bool = setting(True, "1 to log one line per call, 0 not to")
+    metrics_listen: str = setting("", "host:port of the Prometheus /metrics endpoint; unset: off")
+    log_level: str = setting(
+        "INFO",
+        "the least severe log records written (DEBUG, INFO, WARNING or ERROR);"
+        " one JSON object per line on stdout",
+        check=known_log_level,
+    )
     retention_hours: float = setting(
         DEFAULT_RETENTION_HOURS,
         "hours request ids, finished handshakes and other history the rules no longer"
@@ -211,15 +227,32 @@ def from_args(
     return cls(**values)
 
 
+def help_of(f: dataclasses.Field[Any]) -> str:
+    """What a setting means, as ``--help`` and the README reference say it."""
+    return _meta(f).help
+
+
+def shown_default(f: dataclasses.Field[Any]) -> str:
+    """A setting's default as ``--help`` shows it ("unset", "1", "60")."""
+    return _shown(f.default)
+
+
 def describe(settings: ServerSettings) -> str:
     """Settings as one printable block, secrets masked."""
-    lines = []
+    return "\n".join(f"  {name} = {value}" for name, value in shown(settings).items())
+
+
+def shown(settings: ServerSettings) -> dict[str, Any]:
+    """Settings by name as they may be logged: secrets masked, paths as text."""
+    values: dict[str, Any] = {}
     for f in fields(type(settings)):
         value = getattr(settings, f.name)
         if _meta(f).secret and value:
             value = _mask(str(value))
-        lines.append(f"  {f.name} = {value}")
-    return "\n".join(lines)
+        elif isinstance(value, Path):
+            value = str(value)
+        values[f.name] = value
+    return values
 
 
 # --- the mechanism's inside ------------------------------------------------------------

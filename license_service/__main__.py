@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
-from keyslot_server.main import run_service
-from license_service.server import build
-from license_service.settings import Settings
+# gRPC core writes its own lines (a failed TLS handshake, ...) as plain text on
+# stderr, not JSON: only its errors unless set. Read when grpc loads, so first.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+from keyslot_server.main import run_service  # noqa: E402
+from license_service.server import build  # noqa: E402
+from license_service.settings import Settings  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

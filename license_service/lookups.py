@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from keyslot_server.auth import Principal, caller_key
 from keyslot_server.budget import FailureBudget
+from keyslot_server.observe import NOBODY, Observer
 from license_service import grants as g
 from license_service import routing, terms
 from license_service.codes import normalize_code
@@ -41,9 +42,10 @@ def _too_many(wait: timedelta) -> LicenseError:
 class CodeLookups:
     """Code look-ups and changes by callers who could be guessing codes."""
 
-    def __init__(self, ops: LicenseOps, budget: FailureBudget) -> None:
+    def __init__(self, ops: LicenseOps, budget: FailureBudget, observer: Observer = NOBODY) -> None:
         self.ops = ops
         self.budget = budget
+        self.observer = observer  # told of every refusal past the budget
 
     # --- S3: failed look-ups ------------------------------------------------------------------
 
@@ -62,6 +64,7 @@ class CodeLookups:
         """Refuses every look-up of a subject past its budget, before it is answered."""
         wait = self.budget.retry_after(subject, now) if subject else None
         if wait is not None:
+            self.observer.lookup_refused("code", "caller")
             raise _too_many(wait)
 
     def lookup_failed(self, subject: str | None, now: datetime, failures: int = 1) -> None:
@@ -69,6 +72,7 @@ class CodeLookups:
         the budget (a batch of guesses, or guesses racing each other past it)."""
         wait = self.budget.charge(subject, now, failures) if subject else None
         if wait is not None:
+            self.observer.lookup_refused("code", "caller")
             raise _too_many(wait)
 
     # --- codes ----------------------------------------------------------------------------------

@@ -293,8 +293,8 @@ class LicenseOps:
                     done += 1
         return done
 
-    def sweep(self, now: datetime) -> None:
-        """One pass of time-driven work: grant deadlines and renewals.
+    def sweep(self, now: datetime) -> dict[str, int]:
+        """One pass of time-driven work: grant deadlines and renewals; how many of each.
 
         Old request ids and other history go in the sweeper's retention pass.
         """
@@ -302,3 +302,4 @@ class LicenseOps:
         renewed = sum(self.apply_renewals(c, now) for c in self.store.renewal_candidates(now))
         if expired or renewed:
             log.info("sweep: %d grants expired, %d codes renewed", expired, renewed)
+        return {"grants_expired": expired, "codes_renewed": renewed}

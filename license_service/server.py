@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from keyslot.license.v1 import license_service_pb2_grpc as pb_grpc
@@ -11,6 +12,8 @@ from keyslot_server import auth, transport
 from keyslot_server.budget import FailureBudget
 from keyslot_server.clock import Clock, make_clock
 from keyslot_server.config import ConfigError
+from keyslot_server.metrics import Metrics, metrics_for
+from keyslot_server.observe import NOBODY
 from keyslot_server.retention import Pruner
 from keyslot_server.server import Listener, Running, create_server
 from license_service.api import LicenseApi
@@ -31,6 +34,8 @@ def build(settings: Settings, clock: Clock | None = None) -> Running:
 
     Every configured file is checked first: a ConfigError leaves no database behind."""
     clock = clock or make_clock(settings.test_clock_file)
+    metrics = metrics_for(settings.metrics_listen)
+    observer = metrics or NOBODY
     material = transport.server_tls(settings.tls_cert, settings.tls_key, settings.peer_ca)
     listeners = [transport.public_listener(settings.listen, material)]
     peer_check = None
@@ -48,17 +53,19 @@ def build(settings: Settings, clock: Clock | None = None) -> Running:
             mutual = material.credentials(require_client_auth=True)
             listeners.append(Listener(settings.peer_listen, mutual, "peer port"))
     tokens = auth.TokenFile.load(settings.tokens_file, clock)
-    store = LicenseStore(settings.db)
+    store = LicenseStore(settings.db, observer=observer)
     window = timedelta(seconds=settings.lookup_window)
     lookups = FailureBudget(store, settings.lookup_budget, window)  # S3, in the database
     ops = LicenseOps(store)
     api = LicenseApi(
         ops=ops,
-        lookups=CodeLookups(ops, lookups),
+        lookups=CodeLookups(ops, lookups, observer),
         requests=RequestLog(store, clock),
         feed=store.feed,
         clock=clock,
     )
+    # Before the gRPC port: a taken metrics port stops the start with nothing serving.
+    stop_metrics = _serve_metrics(metrics, store, clock, settings.metrics_listen)
     running = create_server(
         listeners=listeners,
         domain=DOMAIN,
@@ -68,15 +75,37 @@ def build(settings: Settings, clock: Clock | None = None) -> Running:
         workers=settings.workers,
         log_calls=settings.log_calls,
         peer_check=peer_check,
+        outer_interceptors=[metrics.interceptor] if metrics else [],
     )
     running.on_reload.append(tokens.reload)
     if material is not None:
         running.on_reload.append(material.reload)
     retention = store.retention_rules(timedelta(hours=settings.retention_hours))
     pruner = Pruner(store, (*retention, lookups.prune_rule()))
-    sweeper = Sweeper(ops, clock, settings.sweep_interval, pruner)
+    sweeper = Sweeper(ops, clock, settings.sweep_interval, pruner, observer)
     sweeper.start()
     # The sweeper stops before the store closes under it.
     running.on_stopping.append(store.feed.close)  # watches would hold the grace period
-    running.on_stop.extend([sweeper.stop, store.close])
+    running.on_stop.extend([stop_metrics, sweeper.stop, store.close])
     return running
+
+
+def _serve_metrics(
+    metrics: Metrics | None, store: LicenseStore, clock: Clock, address: str
+) -> Callable[[], None]:
+    """Adds the license service's domain gauges and serves /metrics; returns the stop."""
+    if metrics is None:
+        return lambda: None
+    metrics.gauge(
+        "keyslot_codes",
+        "Codes by phase (L2), from the stored expiry; read once a minute.",
+        lambda: store.codes_by_phase(clock.now()),
+        label="phase",
+        every=60.0,
+    )
+    metrics.gauge(
+        "keyslot_grants_prepared",
+        "Grants prepared and not yet committed or aborted (H2).",
+        store.prepared_grants,
+    )
+    return metrics.serve(address)

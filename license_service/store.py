@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from keyslot_server.db import Database
+from keyslot_server.observe import NOBODY, Observer
 from keyslot_server.requests import create_table as create_request_table
 from keyslot_server.retention import HISTORY, Prune, request_log_rule
 from keyslot_server.timeconv import from_epoch_us, to_epoch_us
@@ -113,6 +114,9 @@ def grant_to_row(grant: GrantRecord) -> dict[str, Any]:
     }
 
 
+# When a code's grace ends (L3, L5: none after a cancel at period end), from the stored expiry.
+_GRACE_END = "expire_us + CASE WHEN cancel_at_period_end THEN 0 ELSE COALESCE(grace_us, 0) END"
+
 _CODE_SELECT = (
     "SELECT c.*, COALESCE(p.console_managed, 0) AS console_managed FROM codes c "
     "LEFT JOIN products p ON p.product_id = c.product_id"
@@ -122,8 +126,14 @@ _CODE_SELECT = (
 class LicenseStore(Database):
     """Products, codes, grants, request ids and support requests in one SQLite file."""
 
-    def __init__(self, path: str, synchronous: str = "FULL", feed: CodeFeed | None = None) -> None:
-        super().__init__(path, synchronous)
+    def __init__(
+        self,
+        path: str,
+        synchronous: str = "FULL",
+        feed: CodeFeed | None = None,
+        observer: Observer = NOBODY,
+    ) -> None:
+        super().__init__(path, synchronous, observer)
         self.create_schema()
         # Told of every committed code change, for the watchers' caches.
         self.feed = feed or CodeFeed()
@@ -374,6 +384,37 @@ class LicenseStore(Database):
             (to_epoch_us(now), limit),
         )
         return [r["grant_id"] for r in rows]
+
+    # --- counts for the metrics ---------------------------------------------------------------
+
+    def codes_by_phase(self, now: datetime) -> dict[str, int]:
+        """How many codes are in each phase (L2) at ``now``, from the stored expiry.
+
+        One pass over the codes in one statement (no index can count a phase
+        derived from time; the metrics read it once a minute). A paused code
+        counts in the phase it was paused in (its clock stands still); a renewal
+        the sweeper has not applied yet (L4) counts as GRACE until its next pass.
+        """
+        at = "COALESCE(pause_us, :now)"
+        row = self.one(
+            "SELECT COUNT(*) AS codes, COUNT(first_activate_us) AS activated,"
+            f" SUM(expire_us <= {at} AND {_GRACE_END} > {at}) AS grace,"
+            f" SUM({_GRACE_END} <= {at}) AS expired FROM codes",
+            {"now": to_epoch_us(now)},
+        )
+        assert row is not None
+        grace, expired = row["grace"] or 0, row["expired"] or 0
+        return {
+            "NOT_ACTIVATED": row["codes"] - row["activated"],
+            "ACTIVE": row["activated"] - grace - expired,
+            "GRACE": grace,
+            "EXPIRED": expired,
+        }
+
+    def prepared_grants(self) -> int:
+        """Grants waiting for their commit or abort (H2), by the grants' state index."""
+        row = self.one("SELECT COUNT(*) AS n FROM grants WHERE state = 'PREPARED'")
+        return int(row["n"]) if row else 0
 
     # --- support requests (L8) ------------------------------------------------------------
 

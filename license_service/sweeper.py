@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from keyslot_server.clock import Clock
+from keyslot_server.observe import NOBODY, Observer
 from keyslot_server.retention import Pruner
 from license_service.ops import LicenseOps
 
@@ -17,12 +19,18 @@ class Sweeper:
     ``stop()`` ends it and waits."""
 
     def __init__(
-        self, ops: LicenseOps, clock: Clock, interval: float, pruner: Pruner | None = None
+        self,
+        ops: LicenseOps,
+        clock: Clock,
+        interval: float,
+        pruner: Pruner | None = None,
+        observer: Observer = NOBODY,
     ) -> None:
         self.ops = ops
         self.clock = clock
         self.interval = interval
         self.pruner = pruner
+        self.observer = observer  # told how each pass went
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="license-sweeper", daemon=True)
 
@@ -32,11 +40,18 @@ class Sweeper:
     def sweep(self) -> None:
         """One pass at one moment: grant deadlines and renewals, then retention."""
         now = self.clock.now()
+        started = time.perf_counter()
+        items: dict[str, int] = {}
+        failed = True
         try:
-            self.ops.sweep(now)
-        finally:  # a failed pass still prunes: history must not grow behind it
-            if self.pruner is not None:
-                self.pruner.prune(now)
+            try:
+                items.update(self.ops.sweep(now))
+            finally:  # a failed pass still prunes: history must not grow behind it
+                if self.pruner is not None:
+                    items["rows_pruned"] = sum(self.pruner.prune(now).values())
+            failed = False
+        finally:
+            self.observer.sweep_ended(time.perf_counter() - started, items, failed)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

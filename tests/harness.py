@@ -174,7 +174,8 @@ class Proc:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             text = self.log.read_bytes()[offset:].decode(errors="replace")
-            found = re.search(r"serving on port (\d+)(?:, peer port (\d+))?$", text, re.M)
+            # A JSON log record's message (the services) or a plain line (the bench's echo).
+            found = re.search(r'serving on port (\d+)(?:, peer port (\d+))?(?:"|$)', text, re.M)
             if found:
                 self.port = int(found.group(1))
                 if found.group(2):

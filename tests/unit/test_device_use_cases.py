@@ -25,7 +25,7 @@ from device_service.errors import DeviceError
 from device_service.rules import Caller
 from device_service.server import Domain, Settings, build_domain
 from device_service.store import DeviceStore, new_id
-from keyslot_server import auth
+from keyslot_server import auth, trace
 from keyslot_server.auth import Principal
 from keyslot_server.clock import FixedClock
 from keyslot_server.timeconv import to_epoch_us
@@ -389,6 +389,54 @@ def test_h4_prepare_unanswered_is_undone_by_recovery(world: World) -> None:
     assert world.license.grant_of(CODE_A, device).state == "ABORTED"
     assert world.slot_states(CODE_A) == {}
     assert world.row(device)["current_code"] == ""
+
+
+def test_later_steps_of_a_handshake_run_in_the_trace_of_the_call_that_began_it(
+    world: World,
+) -> None:
+    seen: dict[str, trace.Span | None] = {}
+    for step in ("prepare_grant", "commit_grant", "abort_grant"):
+        sent = getattr(world.license, step)
+
+        def spy(*args: Any, step: str = step, sent: Any = sent) -> Any:
+            seen[step] = trace.current()
+            return sent(*args)
+
+        setattr(world.license, step, spy)
+    account = world.account()
+    device, other = world.device(account), world.device(account)
+    world.subscribe(account, CODE_A)
+    send_span = trace.start(None)
+    with bound(send_span):
+        delivery = world.send(account, CODE_A, device)
+        late = world.send(account, CODE_A, other)
+    assert seen["prepare_grant"] is send_span
+    assert world.store.handshake(delivery["handshake_id"])["traceparent"] == send_span.traceparent  # type: ignore[index]
+    # CompleteDelivery, a later call with a trace of its own: the commit runs in the send's.
+    complete_span = trace.start(None)
+    with bound(complete_span):
+        world.complete(delivery)
+    commit = seen["commit_grant"]
+    assert commit is not None and commit.trace_id == send_span.trace_id
+    assert commit.parent_id == send_span.span_id and commit.span_id != send_span.span_id
+    assert commit.links == [(complete_span.trace_id, complete_span.span_id)]
+    assert complete_span.links == [(commit.trace_id, commit.span_id)]
+    # The sweeper's expiry (nothing bound) aborts in the send's trace too.
+    world.later(hours=24)
+    assert world.domain.handshakes.expire_due() == 1
+    abort = seen["abort_grant"]
+    assert abort is not None and abort.trace_id == send_span.trace_id and abort.links == []
+    assert world.store.delivery(late["delivery_id"])["state"] == "EXPIRED"  # type: ignore[index]
+
+
+@contextmanager
+def bound(span: trace.Span) -> Iterator[None]:
+    """Binds ``span`` for the calls inside, as the server interceptor does per RPC."""
+    token = trace.bind(span)
+    try:
+        yield
+    finally:
+        trace.unbind(token)
 
 
 # --- reserve codes (D8-D10) ------------------------------------------------------------------

@@ -38,7 +38,9 @@ SHARED_FLAGS = {
     "--sweep-interval",
     "--test-clock-file",
     "--log-calls",
+    "--log-level",
     "--retention-hours",
+    "--metrics-listen",
     # Transport security (S5).
     "--tls-cert",
     "--tls-key",
@@ -84,6 +86,8 @@ def samples(f: dataclasses.Field[Any]) -> tuple[str, Any, str, Any]:
         return str(default + 1), default + 1, str(default + 2), default + 2
     if isinstance(default, float):
         return str(default + 1.5), default + 1.5, str(default + 2.5), default + 2.5
+    if f.name == "log_level":  # one of a few names (any case)
+        return "debug", "debug", "WARNING", "WARNING"
     return "from-env", "from-env", "from-flag", "from-flag"
 
 
@@ -245,6 +249,13 @@ def test_the_new_names_warn_about_nothing(caplog: pytest.LogCaptureFixture) -> N
             "KEYSLOT_DEVICE_RETENTION_HOURS must be at least 24",
         ),
         (DeviceSettings, ["--workers", "0"], {}, "--workers must be more than 0; got 0"),
+        (
+            LicenseSettings,
+            ["--log-level", "VERBOSE"],
+            {},
+            "--log-level must be one of DEBUG, INFO, WARNING, ERROR; got 'VERBOSE'",
+        ),
+        (DeviceSettings, [], {"KEYSLOT_DEVICE_LOG_LEVEL": "trace"}, "KEYSLOT_DEVICE_LOG_LEVEL mus"),
     ],
 )
 def test_a_bad_value_exits_2_with_one_line_naming_it(

@@ -1,4 +1,4 @@
-"""Fails when the checked-in stubs differ from what `make gen` would produce."""
+"""Fails when the checked-in stubs or descriptor set differ from what `make gen` would produce."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from grpc_tools import protoc
 ROOT = Path(__file__).resolve().parents[3]
 PROTOS = ROOT / "protos"
 CLIENTS = ROOT / "clients"
+# The descriptor set with comments that server reflection serves (`make gen`).
+DESCRIPTORS = Path("keyslot/descriptors.binpb")
 
 
 def main() -> int:
@@ -24,8 +26,12 @@ def main() -> int:
             f"--python_out={tmp}",
             f"--pyi_out={tmp}",
             f"--grpc_python_out={tmp}",
+            "--include_imports",
+            "--include_source_info",
+            f"--descriptor_set_out={Path(tmp) / DESCRIPTORS}",
             *files,
         ]
+        (Path(tmp) / DESCRIPTORS).parent.mkdir(parents=True)
         if protoc.main(args) != 0:
             print("check_stubs: protoc failed", file=sys.stderr)
             return 1

@@ -137,7 +137,9 @@ function startService(module, args, env) {
     });
     child.stdout.on("data", (chunk) => {
       out += chunk;
-      const found = /serving on port (\d+)(?:, peer port (\d+))?/.exec(out);
+      // The services' log records (JSON lines) are on stdout; stderr has gRPC core's own.
+      if (process.env.KEYSLOT_CONTRACT_VERBOSE) process.stderr.write(chunk);
+      const found = /serving on port (\d+)(?:, peer port (\d+))?"/.exec(out);
       if (found) {
         clearTimeout(timer);
         const peerAddress = found[2] ? `127.0.0.1:${found[2]}` : null;
