@@ -388,7 +388,7 @@ class Handshakes:
         in the trace of the call that began the handshake (``trace.resumed``).
         """
         row = self.row(handshake_id)
-        with trace.resumed(row["traceparent"]):
+        with trace.resumed(row["traceparent"], "handshake.commit"):
             return self._commit(row)
 
     def _commit(self, row: Row) -> lpb.Grant:
@@ -424,7 +424,7 @@ class Handshakes:
         """Aborts the grant of an ABORTING row and finishes the row ABORTED, in the
         trace of the call that began the handshake."""
         row = self.row(handshake_id)
-        with trace.resumed(row["traceparent"]):
+        with trace.resumed(row["traceparent"], "handshake.abort"):
             self._abort(row)
 
     def _abort(self, row: Row) -> None:

@@ -22,7 +22,7 @@ from keyslot.license.v1 import license_service_pb2_grpc as lpb_grpc
 from device_service import peer
 from device_service.code_cache import CodeCache
 from device_service.errors import DeviceError
-from keyslot_server import trace
+from keyslot_server import otel, trace
 from keyslot_server.clock import Clock, SystemClock
 from keyslot_server.errors import Code
 from keyslot_server.observe import NOBODY, Observer
@@ -58,7 +58,7 @@ class GrpcLicensePeer:
         self.deadline = deadline
         self._metadata = (("authorization", f"Bearer {token}"),)
         self._credentials = credentials
-        self.channel = self._open(CALL_CHANNEL_OPTIONS)
+        self.channel = self._open(CALL_CHANNEL_OPTIONS, traced=True)
         self.stub = lpb_grpc.LicenseServiceStub(self.channel)
         # Codes kept between changes (see code_cache); size 0 reads every time.
         self._watch_channel: grpc.Channel | None = None
@@ -83,10 +83,14 @@ class GrpcLicensePeer:
         stub = lpb_grpc.LicenseServiceStub(self._watch_channel)
         return stub.WatchCodeChanges(requests, metadata=self._metadata)
 
-    def _open(self, options: list[tuple[str, Any]]) -> grpc.Channel:
+    def _open(self, options: list[tuple[str, Any]], traced: bool = False) -> grpc.Channel:
+        """A channel to the license service; ``traced``: with OpenTelemetry's client
+        span per call when tracing is on (the calls; not the hours-long watch)."""
         if self._credentials is None:
-            return grpc.insecure_channel(self.address, options=options)
-        return grpc.secure_channel(self.address, self._credentials, options=options)
+            channel = grpc.insecure_channel(self.address, options=options)
+        else:
+            channel = grpc.secure_channel(self.address, self._credentials, options=options)
+        return otel.traced_channel(channel) if traced else channel
 
     def reconnect(self, credentials: grpc.ChannelCredentials | None) -> None:
         """New channels with new TLS material (SIGHUP after a certificate rotation).
@@ -95,7 +99,7 @@ class GrpcLicensePeer:
         passed; the code watch re-opens on the new material when its stream ends."""
         self._credentials = credentials
         old = [self.channel]
-        self.channel = self._open(CALL_CHANNEL_OPTIONS)
+        self.channel = self._open(CALL_CHANNEL_OPTIONS, traced=True)
         self.stub = lpb_grpc.LicenseServiceStub(self.channel)
         if self._watch_channel is not None:
             old.append(self._watch_channel)
@@ -106,7 +110,7 @@ class GrpcLicensePeer:
 
     def call(self, method: str, request: Any) -> Any:
         """Calls ``method`` with the peer token, the deadline and a child of the bound
-        trace (``traceparent``); relays refusals."""
+        trace (``traceparent``; with tracing on, the channel sends it); relays refusals."""
         rpc = getattr(self.stub, method)
         metadata = self._metadata
         traceparent = trace.outgoing()  # the license side logs this call in the same trace

@@ -27,7 +27,7 @@ from device_service.reserve import Reserves, reserve_hooks
 from device_service.settings import Settings
 from device_service.store import DeviceStore
 from device_service.sweeper import Sweeper
-from keyslot_server import auth, tls, transport
+from keyslot_server import auth, otel, tls, transport
 from keyslot_server.clock import Clock, make_clock
 from keyslot_server.metrics import Metrics, metrics_for
 from keyslot_server.observe import NOBODY, Observer
@@ -106,6 +106,8 @@ def build(settings: Settings, clock: Clock | None = None) -> Running:
     link = link_credentials()  # checked now: a bad file stops the start
     tokens = auth.TokenFile.load(settings.tokens_file, clock)
     peer_token = settings.peer_token or read_credential(settings.peer_credentials, "peer")
+    # Off unless the OTEL_* variables ask for it; before the server and the license link.
+    stop_tracing = otel.setup("keyslot-device")
     store = DeviceStore(
         settings.db, check_in_cache_size=settings.check_in_cache_size, observer=observer
     )
@@ -148,7 +150,9 @@ def build(settings: Settings, clock: Clock | None = None) -> Running:
     if material is not None:
         running.on_reload.append(material.reload)
     running.on_reload.append(lambda: license_peer.reconnect(link_credentials()))
-    running.on_stop.extend([stop_metrics, sweeper.stop, license_peer.close, store.close])
+    running.on_stop.extend(
+        [stop_metrics, sweeper.stop, license_peer.close, store.close, stop_tracing]
+    )
     return running
 
 

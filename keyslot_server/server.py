@@ -24,7 +24,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
-from keyslot_server import auth, reflection, trace
+from keyslot_server import auth, otel, reflection, trace
 from keyslot_server.errors import ServiceError, internal_status, unauthenticated_status
 
 log = logging.getLogger("keyslot")
@@ -87,9 +87,7 @@ class KeyslotInterceptor(grpc.ServerInterceptor):
             principal = None
             message = "the peer token is accepted only with the peer's client certificate"
         if principal is None:
-            context.abort_with_status(
-                rpc_status.to_status(unauthenticated_status(self.domain, message))
-            )
+            _abort(context, unauthenticated_status(self.domain, message))
         assert principal is not None
         return principal
 
@@ -102,7 +100,7 @@ class KeyslotInterceptor(grpc.ServerInterceptor):
             started = time.perf_counter()
             status = "UNAUTHENTICATED"
             caller = "-"
-            span = trace.start(_traceparent(context))
+            span = trace.call_span(_traceparent(context))
             bound_span = trace.bind(span)
             try:
                 principal = self._authenticate(context)
@@ -115,7 +113,7 @@ class KeyslotInterceptor(grpc.ServerInterceptor):
                     auth.reset_principal(bound)
             except ServiceError as err:
                 status = f"{err.code.name}/{err.reason}"
-                context.abort_with_status(rpc_status.to_status(err.to_status()))
+                _abort(context, err.to_status())
             except NotImplementedError:
                 status = "UNIMPLEMENTED"
                 context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented yet")
@@ -124,7 +122,7 @@ class KeyslotInterceptor(grpc.ServerInterceptor):
                     raise
                 status = "INTERNAL"
                 log.exception("unexpected error in %s", method)
-                context.abort_with_status(rpc_status.to_status(internal_status(domain)))
+                _abort(context, internal_status(domain))
             finally:
                 if log_calls:
                     _log_call(method, status, started, caller, span)
@@ -149,7 +147,7 @@ class KeyslotInterceptor(grpc.ServerInterceptor):
             started = time.perf_counter()
             # Bound while the servicer starts the stream and for its end line, not
             # across the yields: a generator may be closed from another context.
-            span = trace.start(_traceparent(context))
+            span = trace.call_span(_traceparent(context))
             bound_span = trace.bind(span)
             try:
                 principal = self._authenticate(context)
@@ -157,7 +155,7 @@ class KeyslotInterceptor(grpc.ServerInterceptor):
                 try:
                     responses = inner(requests, context)
                 except ServiceError as err:
-                    context.abort_with_status(rpc_status.to_status(err.to_status()))
+                    _abort(context, err.to_status())
                 finally:
                     auth.reset_principal(bound)
             finally:
@@ -165,12 +163,12 @@ class KeyslotInterceptor(grpc.ServerInterceptor):
             try:
                 yield from responses
             except ServiceError as err:
-                context.abort_with_status(rpc_status.to_status(err.to_status()))
+                _abort(context, err.to_status())
             except Exception:
                 if _aborted(context):
                     raise
                 log.exception("unexpected error in %s", method)
-                context.abort_with_status(rpc_status.to_status(internal_status(domain)))
+                _abort(context, internal_status(domain))
             if self.log_calls:
                 bound_span = trace.bind(span)
                 try:
@@ -204,6 +202,16 @@ def _log_call(method: str, status: str, started: float, caller: str, span: trace
     if span.parent_id:
         extra["parent_span_id"] = span.parent_id
     call_log.info("call", extra=extra)
+
+
+def _abort(context: grpc.ServicerContext, rich: Any) -> None:
+    """Ends the call with a rich status (a ``google.rpc.Status``). The code and
+    message are set first so that a wrapping context (the tracing interceptor's)
+    sees them too: the abort itself goes straight to gRPC."""
+    status = rpc_status.to_status(rich)
+    context.set_code(status.code)
+    context.set_details(status.details)
+    context.abort_with_status(status)
 
 
 def _aborted(context: grpc.ServicerContext) -> bool:
@@ -280,11 +288,14 @@ def create_server(
     ``peer_check`` None accepts the peer token alone (a plaintext development
     setup); otherwise a peer principal needs the check to pass as well.
     ``outer_interceptors`` wrap the keyslot interceptor (metrics: they see every
-    call's final status, authentication refusals included)."""
+    call's final status, authentication refusals included). With tracing on
+    (keyslot_server.otel), its interceptor comes between: the keyslot one runs in
+    the span it started."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
         interceptors=[
             *outer_interceptors,
+            *otel.server_interceptors(untraced=OPEN_PREFIXES),
             KeyslotInterceptor(domain, resolver, log_calls, peer_check),
         ],
         # One process per port: a second instance must fail to bind, not share.

@@ -9,6 +9,14 @@ A handshake stores the traceparent of the call that began it; work on it in a
 later call or in the sweeper runs ``resumed`` under that trace (same trace id,
 a new span) and both spans name each other in ``links``. No gRPC here: the
 use cases resume traces too.
+
+This module is the one switch between two backends. By default the context is
+the plain W3C one above, in a contextvar. When OpenTelemetry is configured
+(keyslot_server.otel installs it with ``use``), its spans are the context: a
+call's span is the server span its interceptor started, ``resumed`` starts a
+span there, and ``outgoing`` is empty since its client interceptor sends the
+header. The ``Span`` bound here then mirrors the OpenTelemetry span, so the
+ids in the logs are the exported spans' ids.
 """
 
 from __future__ import annotations
@@ -17,8 +25,9 @@ import contextvars
 import re
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
+from typing import Protocol
 
 HEADER = "traceparent"
 
@@ -89,6 +98,42 @@ def start(header: str | None) -> Span:
     return parent.child()
 
 
+class Backend(Protocol):
+    """A tracing library whose spans are the trace context (keyslot_server.otel)."""
+
+    def call_span(self) -> Span | None:
+        """The current server call's span there, or None when it started none."""
+        ...
+
+    def resumed(self, origin: Span, outer: Span | None, name: str) -> AbstractContextManager[Span]:
+        """Runs the block in a new span there: child of ``origin``, linked with ``outer``."""
+        ...
+
+
+_backend: Backend | None = None
+
+
+def use(backend: Backend | None) -> None:
+    """Makes ``backend``'s spans the trace context from now on; None: the plain one."""
+    global _backend
+    _backend = backend
+
+
+def backend() -> Backend | None:
+    """The backend in use, or None for the plain W3C context."""
+    return _backend
+
+
+def call_span(header: str | None) -> Span:
+    """The span a server call binds: under a backend the span its server interceptor
+    started (it read the caller's header, outside ours), else ``start(header)``."""
+    if _backend is not None:
+        span = _backend.call_span()
+        if span is not None:
+            return span
+    return start(header)
+
+
 _current: contextvars.ContextVar[Span | None] = contextvars.ContextVar(
     "keyslot_trace", default=None
 )
@@ -116,28 +161,32 @@ def current_traceparent() -> str:
 
 def outgoing() -> str:
     """The traceparent to send on a call to the other service: a child of the bound
-    span, or "" when nothing is bound (the receiver then starts a trace)."""
+    span, or "" when nothing is bound (the receiver then starts a trace) or when a
+    backend is in use (its client interceptor sends the header: one, not two)."""
     span = current()
-    return span.child().traceparent if span is not None else ""
+    return span.child().traceparent if span is not None and _backend is None else ""
 
 
 @contextmanager
-def resumed(stored: str) -> Iterator[Span | None]:
-    """Runs the block in the trace ``stored`` names: a new span in it, its parent the
-    stored one. The span bound before (a later call's own) and the new one name
-    each other in ``links``. Nothing changes when ``stored`` is empty or invalid
-    or when the bound span is already in that trace."""
+def resumed(stored: str, name: str = "resumed") -> Iterator[Span | None]:
+    """Runs the block in the trace ``stored`` names: a new span in it (``name``, for a
+    backend), its parent the stored one. The span bound before (a later call's own)
+    and the new one name each other in ``links``. Nothing changes when ``stored`` is
+    empty or invalid or when the bound span is already in that trace."""
     origin = parse(stored)
     outer = current()
     if origin is None or (outer is not None and outer.trace_id == origin.trace_id):
         yield outer
         return
-    span = origin.child()
-    if outer is not None:
-        span.links.append((outer.trace_id, outer.span_id))
-        outer.links.append((span.trace_id, span.span_id))
-    token = bind(span)
-    try:
-        yield span
-    finally:
-        unbind(token)
+    started: AbstractContextManager[Span] = (
+        nullcontext(origin.child()) if _backend is None else _backend.resumed(origin, outer, name)
+    )
+    with started as span:
+        if outer is not None:
+            span.links.append((outer.trace_id, outer.span_id))
+            outer.links.append((span.trace_id, span.span_id))
+        token = bind(span)
+        try:
+            yield span
+        finally:
+            unbind(token)

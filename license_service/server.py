@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from keyslot.license.v1 import license_service_pb2_grpc as pb_grpc
 
-from keyslot_server import auth, transport
+from keyslot_server import auth, otel, transport
 from keyslot_server.budget import FailureBudget
 from keyslot_server.clock import Clock, make_clock
 from keyslot_server.config import ConfigError
@@ -53,6 +53,8 @@ def build(settings: Settings, clock: Clock | None = None) -> Running:
             mutual = material.credentials(require_client_auth=True)
             listeners.append(Listener(settings.peer_listen, mutual, "peer port"))
     tokens = auth.TokenFile.load(settings.tokens_file, clock)
+    # Off unless the OTEL_* variables ask for it; before the server, which takes its interceptor.
+    stop_tracing = otel.setup("keyslot-license")
     store = LicenseStore(settings.db, observer=observer)
     window = timedelta(seconds=settings.lookup_window)
     lookups = FailureBudget(store, settings.lookup_budget, window)  # S3, in the database
@@ -86,7 +88,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Running:
     sweeper.start()
     # The sweeper stops before the store closes under it.
     running.on_stopping.append(store.feed.close)  # watches would hold the grace period
-    running.on_stop.extend([stop_metrics, sweeper.stop, store.close])
+    running.on_stop.extend([stop_metrics, sweeper.stop, store.close, stop_tracing])
     return running
 
 
