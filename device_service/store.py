@@ -10,17 +10,22 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
+import sqlite_utils
+
 from device_service import rules
 from device_service.check_in_cache import WATCHED, CheckInCache, CheckInView
 from device_service.errors import DeviceError
-from keyslot_server import formats
+from keyslot_server import formats, migrations
 from keyslot_server.auth import Principal, hash_token
+from keyslot_server.budget import create_table as create_failure_table
 from keyslot_server.db import Database
+from keyslot_server.migrations import Migration, migrate
 from keyslot_server.observe import NOBODY, Observer
 from keyslot_server.requests import create_table as create_request_table
 from keyslot_server.retention import HISTORY, Prune, request_log_rule
@@ -42,20 +47,275 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(16)}"
 
 
-DEVICE_SCHEMA: dict[str, type] = {
-    "device_id": str,
-    "account_id": str,
-    "platform": int,
-    "app_version": str,
-    "region": str,
-    "display_name": str,
-    "current_code": str,
-    "connect_us": int,
-    "update_us": int,
-    "disconnect_us": int,
-    "last_check_in_us": int,
-}
-DEVICE_COLUMNS = frozenset(DEVICE_SCHEMA)
+# The devices table's columns, as the last migration leaves them (test_migrations checks).
+DEVICE_COLUMNS = frozenset(
+    {
+        "device_id",
+        "account_id",
+        "platform",
+        "app_version",
+        "region",
+        "display_name",
+        "current_code",
+        "connect_us",
+        "update_us",
+        "disconnect_us",
+        "last_check_in_us",
+    }
+)
+
+
+# --- schema: versioned migrations (keyslot_server.migrations) ------------------------------
+# Each version is history: never edit a released one; a change is a new version at the end.
+# Versions 1-3 predate the migrations table: each finds its work done on a database of a
+# release that already had it (IF NOT EXISTS, a column added only when missing).
+
+
+def _v1_baseline(db: sqlite_utils.Database) -> None:
+    """The schema as it stood at 235f001; a file older still also gets subscriptions.per_user
+    (D11), as 235f001 gave it at start."""
+    db["accounts"].create(
+        {"account_id": str, "display_name": str, "kind": int, "create_us": int},
+        pk="account_id",
+        not_null={"display_name", "kind", "create_us"},
+        if_not_exists=True,
+    )
+    # Issued credentials, by SHA-256 of the token only (S1).
+    db["credentials"].create(
+        {
+            "token_hash": str,
+            "kind": str,  # account | member | device
+            "account_id": str,
+            "member_id": str,
+            "device_id": str,
+            "role": str,
+            "create_us": int,
+        },
+        pk="token_hash",
+        not_null={"kind", "account_id", "create_us"},
+        if_not_exists=True,
+    )
+    db["members"].create(
+        {
+            "member_id": str,
+            "account_id": str,
+            "display_name": str,
+            "role": int,
+            "create_us": int,
+        },
+        pk="member_id",
+        not_null={"account_id", "display_name", "role", "create_us"},
+        if_not_exists=True,
+    )
+    # per_user: a per-user code (D11), holding a slot for the account itself.
+    db["subscriptions"].create(
+        {"account_id": str, "code": str, "add_us": int, "per_user": int},
+        pk=("account_id", "code"),
+        not_null={"add_us"},
+        defaults={"per_user": 0},
+        if_not_exists=True,
+    )
+    if "per_user" not in db["subscriptions"].columns_dict:  # a file from before D11
+        db["subscriptions"].add_column("per_user", int, not_null_default=0)
+    # Connection codes are credentials too: stored by hash (D1).
+    db["connection_codes"].create(
+        {
+            "code_hash": str,
+            "account_id": str,
+            "create_us": int,
+            "expire_us": int,
+            "used_us": int,
+            "device_id": str,
+        },
+        pk="code_hash",
+        not_null={"account_id", "create_us", "expire_us"},
+        if_not_exists=True,
+    )
+    db["devices"].create(
+        {
+            "device_id": str,
+            "account_id": str,
+            "platform": int,
+            "app_version": str,
+            "region": str,
+            "display_name": str,
+            "current_code": str,
+            "connect_us": int,
+            "update_us": int,
+            "disconnect_us": int,
+            "last_check_in_us": int,
+        },
+        pk="device_id",
+        not_null={"account_id", "platform", "app_version", "region", "display_name"},
+        defaults={"current_code": ""},
+        if_not_exists=True,
+    )
+    db["slots"].create(
+        {
+            "slot_id": str,
+            "code": str,
+            "device_id": str,
+            "state": str,
+            "state_us": int,
+            "handshake_id": str,
+        },
+        pk="slot_id",
+        not_null={"code", "device_id", "state", "state_us"},
+        if_not_exists=True,
+    )
+    db["deliveries"].create(
+        {
+            "delivery_id": str,
+            "account_id": str,
+            "device_id": str,
+            "code": str,
+            "state": str,
+            "failure_reason": str,
+            "grant_id": str,
+            "handshake_id": str,
+            "create_us": int,
+            "expire_us": int,
+            "end_us": int,
+        },
+        pk="delivery_id",
+        not_null={"account_id", "device_id", "code", "state", "create_us", "expire_us"},
+        defaults={"failure_reason": "", "grant_id": ""},
+        if_not_exists=True,
+    )
+    # Handshake intent rows (H4): written before each remote step.
+    db["handshakes"].create(
+        {
+            "handshake_id": str,
+            "purpose": str,  # ACTIVATE | SEND | RESERVE
+            "step": str,  # PREPARING .. COMMITTED | ABORTED
+            "code": str,
+            "device_id": str,
+            "account_id": str,
+            "app_version": str,
+            "region": str,
+            "current_code": str,
+            "caller_channel": str,
+            "caller_role": str,
+            "grant_id": str,
+            "grant_expire_us": int,
+            "deadline_us": int,  # a PREPARED row past it is aborted (delivery window)
+            "owner_id": str,  # the delivery (or reserve) this handshake drives
+            "outcome": str,  # what the owner becomes when aborted
+            "failure_reason": str,
+            "failure_message": str,
+            "create_us": int,
+            "update_us": int,
+        },
+        pk="handshake_id",
+        not_null={"purpose", "step", "code", "device_id", "create_us", "update_us"},
+        defaults={"grant_id": "", "owner_id": "", "outcome": "", "failure_reason": ""},
+        if_not_exists=True,
+    )
+    # The first answer per target of an idempotent call (H1): keyslot_server.requests.
+    create_request_table(db, "request_outcomes")
+    db["outbox"].create(
+        {
+            "message_id": str,
+            "account_id": str,
+            "email": str,
+            "subject": str,
+            "body": str,
+            "link_token": str,
+            "link_expire_us": int,
+            "create_us": int,
+        },
+        pk="message_id",
+        not_null={"account_id", "email", "create_us"},
+        if_not_exists=True,
+    )
+    # Reserve codes (D8-D10): one RESERVE handshake each; no slot while waiting.
+    db["reserves"].create(
+        {
+            "reserve_id": str,
+            "device_id": str,
+            "account_id": str,
+            "code": str,
+            "state": str,  # WAITING | ACTIVATED | FAILED | REMOVED
+            "failure_reason": str,
+            "failure_message": str,
+            "handshake_id": str,  # the RESERVE handshake now carrying it
+            "grant_id": str,
+            "max_devices": int,
+            "takeover_us": int,  # when the sweeper looks at it next (NULL: at once)
+            "add_us": int,
+            "state_us": int,
+        },
+        pk="reserve_id",
+        not_null={"device_id", "code", "state", "add_us", "state_us"},
+        defaults={"failure_reason": "", "failure_message": "", "grant_id": ""},
+        if_not_exists=True,
+    )
+    ddl = [
+        # At most one live (waiting or failed) reserve per device (D8).
+        "CREATE UNIQUE INDEX IF NOT EXISTS reserves_one_live ON reserves(device_id)"
+        " WHERE state IN ('WAITING', 'FAILED')",
+        "CREATE INDEX IF NOT EXISTS reserves_due ON reserves(state, takeover_us)",
+        # A device's reserves in any state: the shown reserve (check-in, license
+        # details) may be an ACTIVATED one, which reserves_one_live does not hold.
+        "CREATE INDEX IF NOT EXISTS reserves_device ON reserves(device_id, state)",
+        "CREATE INDEX IF NOT EXISTS slots_code_state ON slots(code, state)",
+        "CREATE INDEX IF NOT EXISTS slots_device_state ON slots(device_id, state)",
+        "CREATE INDEX IF NOT EXISTS slots_handshake ON slots(handshake_id)",
+        # One held slot per (code, device): a device never counts twice (D3).
+        "CREATE UNIQUE INDEX IF NOT EXISTS slots_one_held ON slots(code, device_id)"
+        " WHERE state != 'RELEASED'",
+        "CREATE INDEX IF NOT EXISTS devices_account ON devices(account_id, connect_us)",
+        # The listings' keyset pages (_page): an index on the filter, then the sort key.
+        "CREATE INDEX IF NOT EXISTS devices_connected ON devices(account_id, connect_us,"
+        " device_id) WHERE disconnect_us IS NULL",
+        "CREATE INDEX IF NOT EXISTS subscriptions_added ON subscriptions(account_id, add_us, code)",
+        "CREATE INDEX IF NOT EXISTS deliveries_device_create ON deliveries(device_id, create_us)",
+        "CREATE INDEX IF NOT EXISTS deliveries_account ON deliveries(account_id, create_us)",
+        "CREATE INDEX IF NOT EXISTS deliveries_device ON deliveries(device_id, state)",
+        "CREATE INDEX IF NOT EXISTS deliveries_code ON deliveries(code, account_id)",
+        "CREATE INDEX IF NOT EXISTS handshakes_step ON handshakes(step)",
+        "CREATE INDEX IF NOT EXISTS credentials_device ON credentials(device_id)",
+        "CREATE INDEX IF NOT EXISTS outbox_create ON outbox(create_us)",
+        # The download-link limits (D2) count an account's and an address's latest mails.
+        "CREATE INDEX IF NOT EXISTS outbox_account ON outbox(account_id, create_us)",
+        "CREATE INDEX IF NOT EXISTS outbox_email ON outbox(lower(email), create_us)",
+    ]
+    for statement in ddl:
+        db.execute(statement)
+    create_failure_table(db)  # S3 (keyslot_server.budget): connection-code redemptions
+    # Retention: the indexes that make each prune a search, never a scan of the table.
+    for statement in (
+        "CREATE INDEX IF NOT EXISTS handshakes_finished ON handshakes(update_us)"
+        " WHERE step IN ('COMMITTED', 'ABORTED')",
+        "CREATE INDEX IF NOT EXISTS slots_released ON slots(state_us) WHERE state = 'RELEASED'",
+        "CREATE INDEX IF NOT EXISTS deliveries_ended ON deliveries(end_us)"
+        " WHERE end_us IS NOT NULL",
+        "CREATE INDEX IF NOT EXISTS reserves_state_time ON reserves(state, state_us)",
+        "CREATE INDEX IF NOT EXISTS connection_codes_expire ON connection_codes(expire_us)",
+        "CREATE INDEX IF NOT EXISTS outbox_gone ON outbox(COALESCE(link_expire_us, create_us))",
+    ):
+        db.execute(statement)
+
+
+def _v2_handshake_traceparent(db: sqlite_utils.Database) -> None:
+    """The W3C traceparent of the call that began a handshake: later steps log in its trace."""
+    if "traceparent" not in db["handshakes"].columns_dict:
+        db["handshakes"].add_column("traceparent", str, not_null_default="")
+
+
+def _v3_pending_deliveries_index(db: sqlite_utils.Database) -> None:
+    """Counts the pending deliveries (pending_deliveries) without reading the history."""
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(state) WHERE state = 'PENDING'"
+    )
+
+
+# The device database's schema, version by version (README "Upgrades").
+MIGRATIONS = (
+    Migration(1, "baseline: the schema of 235f001", _v1_baseline),
+    Migration(2, "handshakes.traceparent", _v2_handshake_traceparent),
+    Migration(3, "index deliveries_pending", _v3_pending_deliveries_index),
+)
 
 
 class DeviceStore(Database):
@@ -69,7 +329,7 @@ class DeviceStore(Database):
         observer: Observer = NOBODY,
     ) -> None:
         super().__init__(path, synchronous, observer)
-        self.create_schema()
+        migrate(self, MIGRATIONS)  # creates or upgrades the schema; refuses a newer one
         self.check_ins = CheckInCache(check_in_cache_size)
         if check_in_cache_size > 0:
             self.watch_changes(WATCHED, self.check_ins.changed)
@@ -79,230 +339,6 @@ class DeviceStore(Database):
         self._principals_generation = 0
         self._principals_lock = threading.Lock()
         self._check_in_sql: str | None = None
-
-    def create_schema(self) -> None:
-        """Creates missing tables and indexes; safe on every start."""
-        db = self.db
-        db["accounts"].create(
-            {"account_id": str, "display_name": str, "kind": int, "create_us": int},
-            pk="account_id",
-            not_null={"display_name", "kind", "create_us"},
-            if_not_exists=True,
-        )
-        # Issued credentials, by SHA-256 of the token only (S1).
-        db["credentials"].create(
-            {
-                "token_hash": str,
-                "kind": str,  # account | member | device
-                "account_id": str,
-                "member_id": str,
-                "device_id": str,
-                "role": str,
-                "create_us": int,
-            },
-            pk="token_hash",
-            not_null={"kind", "account_id", "create_us"},
-            if_not_exists=True,
-        )
-        db["members"].create(
-            {
-                "member_id": str,
-                "account_id": str,
-                "display_name": str,
-                "role": int,
-                "create_us": int,
-            },
-            pk="member_id",
-            not_null={"account_id", "display_name", "role", "create_us"},
-            if_not_exists=True,
-        )
-        # per_user: a per-user code (D11), holding a slot for the account itself.
-        db["subscriptions"].create(
-            {"account_id": str, "code": str, "add_us": int, "per_user": int},
-            pk=("account_id", "code"),
-            not_null={"add_us"},
-            defaults={"per_user": 0},
-            if_not_exists=True,
-        )
-        if "per_user" not in db["subscriptions"].columns_dict:  # a file from before D11
-            db["subscriptions"].add_column("per_user", int, not_null_default=0)
-        # Connection codes are credentials too: stored by hash (D1).
-        db["connection_codes"].create(
-            {
-                "code_hash": str,
-                "account_id": str,
-                "create_us": int,
-                "expire_us": int,
-                "used_us": int,
-                "device_id": str,
-            },
-            pk="code_hash",
-            not_null={"account_id", "create_us", "expire_us"},
-            if_not_exists=True,
-        )
-        db["devices"].create(
-            DEVICE_SCHEMA,
-            pk="device_id",
-            not_null={"account_id", "platform", "app_version", "region", "display_name"},
-            defaults={"current_code": ""},
-            if_not_exists=True,
-        )
-        db["slots"].create(
-            {
-                "slot_id": str,
-                "code": str,
-                "device_id": str,
-                "state": str,
-                "state_us": int,
-                "handshake_id": str,
-            },
-            pk="slot_id",
-            not_null={"code", "device_id", "state", "state_us"},
-            if_not_exists=True,
-        )
-        db["deliveries"].create(
-            {
-                "delivery_id": str,
-                "account_id": str,
-                "device_id": str,
-                "code": str,
-                "state": str,
-                "failure_reason": str,
-                "grant_id": str,
-                "handshake_id": str,
-                "create_us": int,
-                "expire_us": int,
-                "end_us": int,
-            },
-            pk="delivery_id",
-            not_null={"account_id", "device_id", "code", "state", "create_us", "expire_us"},
-            defaults={"failure_reason": "", "grant_id": ""},
-            if_not_exists=True,
-        )
-        # Handshake intent rows (H4): written before each remote step.
-        db["handshakes"].create(
-            {
-                "handshake_id": str,
-                "purpose": str,  # ACTIVATE | SEND | RESERVE
-                "step": str,  # PREPARING .. COMMITTED | ABORTED
-                "code": str,
-                "device_id": str,
-                "account_id": str,
-                "app_version": str,
-                "region": str,
-                "current_code": str,
-                "caller_channel": str,
-                "caller_role": str,
-                "grant_id": str,
-                "grant_expire_us": int,
-                "deadline_us": int,  # a PREPARED row past it is aborted (delivery window)
-                "owner_id": str,  # the delivery (or reserve) this handshake drives
-                "outcome": str,  # what the owner becomes when aborted
-                "failure_reason": str,
-                "failure_message": str,
-                "create_us": int,
-                "update_us": int,
-                # W3C traceparent of the call that began it: later steps log in its trace.
-                "traceparent": str,
-            },
-            pk="handshake_id",
-            not_null={
-                "purpose",
-                "step",
-                "code",
-                "device_id",
-                "create_us",
-                "update_us",
-                "traceparent",
-            },
-            defaults={
-                "grant_id": "",
-                "owner_id": "",
-                "outcome": "",
-                "failure_reason": "",
-                "traceparent": "",
-            },
-            if_not_exists=True,
-        )
-        if "traceparent" not in db["handshakes"].columns_dict:  # a file from before traces
-            db["handshakes"].add_column("traceparent", str, not_null_default="")
-        # The first answer per target of an idempotent call (H1): keyslot_server.requests.
-        create_request_table(db, "request_outcomes")
-        db["outbox"].create(
-            {
-                "message_id": str,
-                "account_id": str,
-                "email": str,
-                "subject": str,
-                "body": str,
-                "link_token": str,
-                "link_expire_us": int,
-                "create_us": int,
-            },
-            pk="message_id",
-            not_null={"account_id", "email", "create_us"},
-            if_not_exists=True,
-        )
-        # Reserve codes (D8-D10): one RESERVE handshake each; no slot while waiting.
-        db["reserves"].create(
-            {
-                "reserve_id": str,
-                "device_id": str,
-                "account_id": str,
-                "code": str,
-                "state": str,  # WAITING | ACTIVATED | FAILED | REMOVED
-                "failure_reason": str,
-                "failure_message": str,
-                "handshake_id": str,  # the RESERVE handshake now carrying it
-                "grant_id": str,
-                "max_devices": int,
-                "takeover_us": int,  # when the sweeper looks at it next (NULL: at once)
-                "add_us": int,
-                "state_us": int,
-            },
-            pk="reserve_id",
-            not_null={"device_id", "code", "state", "add_us", "state_us"},
-            defaults={"failure_reason": "", "failure_message": "", "grant_id": ""},
-            if_not_exists=True,
-        )
-        ddl = [
-            # At most one live (waiting or failed) reserve per device (D8).
-            "CREATE UNIQUE INDEX IF NOT EXISTS reserves_one_live ON reserves(device_id)"
-            " WHERE state IN ('WAITING', 'FAILED')",
-            "CREATE INDEX IF NOT EXISTS reserves_due ON reserves(state, takeover_us)",
-            # A device's reserves in any state: the shown reserve (check-in, license
-            # details) may be an ACTIVATED one, which reserves_one_live does not hold.
-            "CREATE INDEX IF NOT EXISTS reserves_device ON reserves(device_id, state)",
-            "CREATE INDEX IF NOT EXISTS slots_code_state ON slots(code, state)",
-            "CREATE INDEX IF NOT EXISTS slots_device_state ON slots(device_id, state)",
-            "CREATE INDEX IF NOT EXISTS slots_handshake ON slots(handshake_id)",
-            # One held slot per (code, device): a device never counts twice (D3).
-            "CREATE UNIQUE INDEX IF NOT EXISTS slots_one_held ON slots(code, device_id)"
-            " WHERE state != 'RELEASED'",
-            "CREATE INDEX IF NOT EXISTS devices_account ON devices(account_id, connect_us)",
-            # The listings' keyset pages (_page): an index on the filter, then the sort key.
-            "CREATE INDEX IF NOT EXISTS devices_connected ON devices(account_id, connect_us,"
-            " device_id) WHERE disconnect_us IS NULL",
-            "CREATE INDEX IF NOT EXISTS subscriptions_added ON subscriptions(account_id, add_us,"
-            " code)",
-            "CREATE INDEX IF NOT EXISTS deliveries_device_create"
-            " ON deliveries(device_id, create_us)",
-            "CREATE INDEX IF NOT EXISTS deliveries_account ON deliveries(account_id, create_us)",
-            "CREATE INDEX IF NOT EXISTS deliveries_device ON deliveries(device_id, state)",
-            "CREATE INDEX IF NOT EXISTS deliveries_code ON deliveries(code, account_id)",
-            # Counts the pending deliveries (pending_deliveries) without reading the history.
-            "CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(state)"
-            " WHERE state = 'PENDING'",
-            "CREATE INDEX IF NOT EXISTS handshakes_step ON handshakes(step)",
-            "CREATE INDEX IF NOT EXISTS credentials_device ON credentials(device_id)",
-            "CREATE INDEX IF NOT EXISTS outbox_create ON outbox(create_us)",
-            # The download-link limits (D2) count an account's and an address's latest mails.
-            "CREATE INDEX IF NOT EXISTS outbox_account ON outbox(account_id, create_us)",
-            "CREATE INDEX IF NOT EXISTS outbox_email ON outbox(lower(email), create_us)",
-        ]
-        for statement in ddl:
-            self.conn.execute(statement)
-        self.create_retention_indexes()
 
     # --- credentials (S1) ---------------------------------------------------------
 
@@ -1088,20 +1124,6 @@ class DeviceStore(Database):
 
     # --- retention (what history is kept, and for how long) ------------------------------
 
-    def create_retention_indexes(self) -> None:
-        """The indexes that make each prune a search, never a scan of the table."""
-        for statement in (
-            "CREATE INDEX IF NOT EXISTS handshakes_finished ON handshakes(update_us)"
-            " WHERE step IN ('COMMITTED', 'ABORTED')",
-            "CREATE INDEX IF NOT EXISTS slots_released ON slots(state_us) WHERE state = 'RELEASED'",
-            "CREATE INDEX IF NOT EXISTS deliveries_ended ON deliveries(end_us)"
-            " WHERE end_us IS NOT NULL",
-            "CREATE INDEX IF NOT EXISTS reserves_state_time ON reserves(state, state_us)",
-            "CREATE INDEX IF NOT EXISTS connection_codes_expire ON connection_codes(expire_us)",
-            "CREATE INDEX IF NOT EXISTS outbox_gone ON outbox(COALESCE(link_expire_us, create_us))",
-        ):
-            self.conn.execute(statement)
-
     def retention_rules(self, retention: timedelta) -> tuple[Prune, ...]:
         """What the sweeper prunes, in this order (README "Retention").
 
@@ -1233,3 +1255,7 @@ def _check_in_sql(conn: sqlite3.Connection) -> str:
         f"SELECT d.*, {reserve} AS _reserve, {pending} AS _pending"
         " FROM devices d WHERE d.device_id = ?"
     )
+
+
+if __name__ == "__main__":  # python -m device_service.store [--db FILE] [--dry-run]
+    sys.exit(migrations.main("device", MIGRATIONS))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import unquote
 
 from keyslot_server.db import Database
@@ -21,6 +22,20 @@ from keyslot_server.timeconv import to_epoch_us
 
 TABLE = "failed_attempts"
 _WINDOW_INDEX = f"{TABLE}_at"
+
+
+def create_table(db: Any) -> None:
+    """The failures table with its indexes (``db``: a sqlite-utils Database in a transaction).
+
+    Part of version 1 of both services' schemas (keyslot_server.migrations):
+    change it only through a new migration.
+    """
+    db.execute(
+        f"CREATE TABLE IF NOT EXISTS {TABLE} ("
+        " subject TEXT NOT NULL, at_us INTEGER NOT NULL, failures INTEGER NOT NULL)"
+    )
+    db.execute(f"CREATE INDEX IF NOT EXISTS {TABLE}_subject ON {TABLE}(subject, at_us)")
+    db.execute(f"CREATE INDEX IF NOT EXISTS {_WINDOW_INDEX} ON {TABLE}(at_us)")
 
 
 class FailureBudget:
@@ -34,13 +49,10 @@ class FailureBudget:
         self.db = db
         self.budget = budget
         self.window = window
-        with db.write() as w:
-            w.execute(
-                f"CREATE TABLE IF NOT EXISTS {TABLE} ("
-                " subject TEXT NOT NULL, at_us INTEGER NOT NULL, failures INTEGER NOT NULL)"
-            )
-            w.execute(f"CREATE INDEX IF NOT EXISTS {TABLE}_subject ON {TABLE}(subject, at_us)")
-            w.execute(f"CREATE INDEX IF NOT EXISTS {_WINDOW_INDEX} ON {TABLE}(at_us)")
+        made = db.one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,))
+        if made is None:  # the stores make it in their migrations; a bare Database gets it here
+            with db.write() as w:
+                create_table(w)
 
     @property
     def enabled(self) -> bool:

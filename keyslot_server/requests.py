@@ -117,7 +117,11 @@ class AlreadyClaimed(Exception):
 
 
 def create_table(db: Any, table: str) -> None:
-    """The request table of a service (``db``: a sqlite-utils Database), with its indexes."""
+    """The request table of a service (``db``: a sqlite-utils Database), with its indexes.
+
+    Part of version 1 of both services' schemas (keyslot_server.migrations):
+    change it only through a new migration.
+    """
     db[table].create(
         {
             "caller": str,

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Any
 
+import sqlite_utils
+
+from keyslot_server import migrations
+from keyslot_server.budget import create_table as create_failure_table
 from keyslot_server.db import Database
+from keyslot_server.migrations import Migration, migrate
 from keyslot_server.observe import NOBODY, Observer
 from keyslot_server.requests import create_table as create_request_table
 from keyslot_server.retention import HISTORY, Prune, request_log_rule
@@ -123,6 +129,130 @@ _CODE_SELECT = (
 )
 
 
+# --- schema: versioned migrations (keyslot_server.migrations) ------------------------------
+# Each version is history: never edit a released one; a change is a new version at the end.
+# Version 1 predates the migrations table: on a database of a release before it, every
+# statement finds its work done (IF NOT EXISTS).
+
+
+def _v1_baseline(db: sqlite_utils.Database) -> None:
+    """The schema as it stood at 235f001 (the end of the service-layer work)."""
+    db["products"].create(
+        {
+            "product_id": str,
+            "display_name": str,
+            "console_managed": int,
+            "released_regions": str,
+            "min_app_version": str,
+            "max_app_version": str,
+            "create_us": int,
+        },
+        pk="product_id",
+        not_null={"display_name", "create_us"},
+        if_not_exists=True,
+    )
+    db["codes"].create(
+        {
+            "code": str,
+            "seq": int,
+            "provider": str,
+            "product_id": str,
+            "kind": str,
+            "coverage": str,
+            "duration_us": int,
+            "grace_us": int,
+            "max_devices": int,
+            "slot_kind": str,
+            "trial": int,
+            "free": int,
+            "auto_renew": int,
+            "purchase_channel": str,
+            "provider_name": str,
+            "order_number": str,
+            "issue_us": int,
+            "blocked": int,
+            "block_reason": str,
+            "pause_us": int,
+            "paused_total_us": int,
+            "cancel_us": int,
+            "cancel_at_period_end": int,
+            "first_activate_us": int,
+            "term_start_us": int,
+            "periods": int,
+            "prepaid_periods": int,
+            "auto_renewals_applied": int,
+            "activation_count": int,
+            "expire_us": int,
+        },
+        pk="code",
+        not_null={"seq", "provider", "product_id", "kind", "issue_us"},
+        foreign_keys=[("product_id", "products", "product_id")],
+        if_not_exists=True,
+    )
+    db["codes"].create_index(["seq"], unique=True, if_not_exists=True)
+    db["codes"].create_index(["provider", "seq"], if_not_exists=True)
+    db["codes"].create_index(["provider", "product_id", "seq"], if_not_exists=True)
+    db["codes"].create_index(["auto_renew", "prepaid_periods", "expire_us"], if_not_exists=True)
+    db["grants"].create(
+        {
+            "grant_id": str,
+            "code": str,
+            "purpose": str,
+            "device_id": str,
+            "app_version": str,
+            "region": str,
+            "state": str,
+            "expire_us": int,
+            "create_us": int,
+            "end_us": int,
+            "abort_reason": str,
+        },
+        pk="grant_id",
+        not_null={"code", "purpose", "device_id", "state", "expire_us", "create_us"},
+        foreign_keys=[("code", "codes", "code")],
+        if_not_exists=True,
+    )
+    db["grants"].create_index(["state", "expire_us"], if_not_exists=True)
+    db["grants"].create_index(["code"], if_not_exists=True)
+    db["activations"].create(
+        {"grant_id": str, "code": str, "device_id": str, "activate_us": int},
+        pk="grant_id",
+        not_null={"code", "device_id", "activate_us"},
+        foreign_keys=[("code", "codes", "code")],
+        if_not_exists=True,
+    )
+    db["activations"].create_index(["code"], if_not_exists=True)
+    create_request_table(db, "requests")  # H1 (keyslot_server.requests)
+    db["support_requests"].create(
+        {
+            "support_request_id": str,
+            "principal": str,
+            "reason": str,
+            "purchase_date": str,
+            "full_name": str,
+            "email": str,
+            "order_number": str,
+            "create_us": int,
+        },
+        pk="support_request_id",
+        not_null={"reason", "purchase_date", "full_name", "email", "create_us"},
+        if_not_exists=True,
+    )
+    create_failure_table(db)  # S3 (keyslot_server.budget)
+    # Retention: the indexes that make each prune a search, never a scan of the table.
+    for statement in (
+        "CREATE INDEX IF NOT EXISTS grants_ended ON grants(end_us)"
+        " WHERE state IN ('COMMITTED', 'ABORTED')",
+        "CREATE INDEX IF NOT EXISTS activations_time ON activations(activate_us)",
+        "CREATE INDEX IF NOT EXISTS support_requests_create ON support_requests(create_us)",
+    ):
+        db.execute(statement)
+
+
+# The license database's schema, version by version (README "Upgrades").
+MIGRATIONS = (Migration(1, "baseline: the schema of 235f001", _v1_baseline),)
+
+
 class LicenseStore(Database):
     """Products, codes, grants, request ids and support requests in one SQLite file."""
 
@@ -134,118 +264,12 @@ class LicenseStore(Database):
         observer: Observer = NOBODY,
     ) -> None:
         super().__init__(path, synchronous, observer)
-        self.create_schema()
+        migrate(self, MIGRATIONS)  # creates or upgrades the schema; refuses a newer one
         # Told of every committed code change, for the watchers' caches.
         self.feed = feed or CodeFeed()
         # Products are never changed once created (there is no update or delete),
         # so one read is exact forever; prepare and commit each need the product.
         self._products: dict[str, Product] = {}
-
-    def create_schema(self) -> None:
-        """Creates missing tables and indexes; safe on every start."""
-        db = self.db
-        db["products"].create(
-            {
-                "product_id": str,
-                "display_name": str,
-                "console_managed": int,
-                "released_regions": str,
-                "min_app_version": str,
-                "max_app_version": str,
-                "create_us": int,
-            },
-            pk="product_id",
-            not_null={"display_name", "create_us"},
-            if_not_exists=True,
-        )
-        db["codes"].create(
-            {
-                "code": str,
-                "seq": int,
-                "provider": str,
-                "product_id": str,
-                "kind": str,
-                "coverage": str,
-                "duration_us": int,
-                "grace_us": int,
-                "max_devices": int,
-                "slot_kind": str,
-                "trial": int,
-                "free": int,
-                "auto_renew": int,
-                "purchase_channel": str,
-                "provider_name": str,
-                "order_number": str,
-                "issue_us": int,
-                "blocked": int,
-                "block_reason": str,
-                "pause_us": int,
-                "paused_total_us": int,
-                "cancel_us": int,
-                "cancel_at_period_end": int,
-                "first_activate_us": int,
-                "term_start_us": int,
-                "periods": int,
-                "prepaid_periods": int,
-                "auto_renewals_applied": int,
-                "activation_count": int,
-                "expire_us": int,
-            },
-            pk="code",
-            not_null={"seq", "provider", "product_id", "kind", "issue_us"},
-            foreign_keys=[("product_id", "products", "product_id")],
-            if_not_exists=True,
-        )
-        db["codes"].create_index(["seq"], unique=True, if_not_exists=True)
-        db["codes"].create_index(["provider", "seq"], if_not_exists=True)
-        db["codes"].create_index(["provider", "product_id", "seq"], if_not_exists=True)
-        db["codes"].create_index(["auto_renew", "prepaid_periods", "expire_us"], if_not_exists=True)
-        db["grants"].create(
-            {
-                "grant_id": str,
-                "code": str,
-                "purpose": str,
-                "device_id": str,
-                "app_version": str,
-                "region": str,
-                "state": str,
-                "expire_us": int,
-                "create_us": int,
-                "end_us": int,
-                "abort_reason": str,
-            },
-            pk="grant_id",
-            not_null={"code", "purpose", "device_id", "state", "expire_us", "create_us"},
-            foreign_keys=[("code", "codes", "code")],
-            if_not_exists=True,
-        )
-        db["grants"].create_index(["state", "expire_us"], if_not_exists=True)
-        db["grants"].create_index(["code"], if_not_exists=True)
-        db["activations"].create(
-            {"grant_id": str, "code": str, "device_id": str, "activate_us": int},
-            pk="grant_id",
-            not_null={"code", "device_id", "activate_us"},
-            foreign_keys=[("code", "codes", "code")],
-            if_not_exists=True,
-        )
-        db["activations"].create_index(["code"], if_not_exists=True)
-        create_request_table(db, "requests")  # H1 (keyslot_server.requests)
-        db["support_requests"].create(
-            {
-                "support_request_id": str,
-                "principal": str,
-                "reason": str,
-                "purchase_date": str,
-                "full_name": str,
-                "email": str,
-                "order_number": str,
-                "create_us": int,
-            },
-            pk="support_request_id",
-            not_null={"reason", "purchase_date", "full_name", "email", "create_us"},
-            if_not_exists=True,
-        )
-        self.create_retention_indexes()
 
     # --- products -------------------------------------------------------------------------
 
@@ -435,16 +459,6 @@ class LicenseStore(Database):
 
     # --- retention (what history is kept, and for how long) ------------------------------
 
-    def create_retention_indexes(self) -> None:
-        """The indexes that make each prune a search, never a scan of the table."""
-        for statement in (
-            "CREATE INDEX IF NOT EXISTS grants_ended ON grants(end_us)"
-            " WHERE state IN ('COMMITTED', 'ABORTED')",
-            "CREATE INDEX IF NOT EXISTS activations_time ON activations(activate_us)",
-            "CREATE INDEX IF NOT EXISTS support_requests_create ON support_requests(create_us)",
-        ):
-            self.conn.execute(statement)
-
     def retention_rules(self, retention: timedelta) -> tuple[Prune, ...]:
         """What the sweeper prunes (README "Retention"); codes and products never go.
 
@@ -488,3 +502,7 @@ class LicenseStore(Database):
                 index="support_requests_create",
             ),
         )
+
+
+if __name__ == "__main__":  # python -m license_service.store [--db FILE] [--dry-run]
+    sys.exit(migrations.main("license", MIGRATIONS))
