@@ -35,7 +35,9 @@ prints the table); a send that reached only some of its targets exits 16.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
+import subprocess
 import sys
 from collections.abc import Sequence
 from importlib import metadata
@@ -234,12 +236,37 @@ def build_parser() -> argparse.ArgumentParser:
     add_global_options(common, suppress=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_commands(Registry(sub, [common], HelpFormatter))
+    # Listed for --help; main() hands `keyslot tokens ...` to the server's tool.
+    sub.add_parser("tokens", help=TOKENS_HELP, description=TOKENS_HELP, add_help=False)
     return parser
+
+
+TOKENS_HELP = (
+    "create, list and revoke the static tokens of a service's tokens file (S6): runs"
+    " python -m keyslot_server.tokens, installed with keyslot[server]; `keyslot tokens"
+    " --help` shows its commands"
+)
+
+
+def tokens_tool(args: Sequence[str]) -> int:
+    """`keyslot tokens ...`: the tokens file belongs to the services, so its tool is
+    server code; the CLI runs it as a process rather than importing it."""
+    if importlib.util.find_spec("keyslot_server") is None:
+        print(
+            "keyslot: `keyslot tokens` manages a service's tokens file and needs the"
+            " server install: pip install 'keyslot[server]'",
+            file=sys.stderr,
+        )
+        return USAGE_ERROR
+    return subprocess.call([sys.executable, "-m", "keyslot_server.tokens", *args])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `keyslot` console script; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given[:1] == ["tokens"]:
+        return tokens_tool(given[1:])
+    args = build_parser().parse_args(given)
     out = Output(args.json)
     try:
         if args.tokens_file is not None:
