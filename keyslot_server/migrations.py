@@ -126,10 +126,27 @@ def _connect(path: str, synchronous: str) -> sqlite3.Connection:
     """A connection for migrating only (isolation_level=None: we issue BEGIN)."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout={LOCK_TIMEOUT_MS}")  # first: WAL may wait too
-    conn.execute("PRAGMA journal_mode=WAL")
+    _ensure_wal(conn)
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA foreign_keys=OFF")  # see the module doc; checked before each COMMIT
     return conn
+
+
+def _ensure_wal(conn: sqlite3.Connection) -> None:
+    """Puts a new file in WAL mode (it persists). Switching the mode while other
+    connections open the same new file fails at once with "database is locked"
+    instead of waiting on busy_timeout (seen with six threads starting
+    together), so the switch is retried until the lock timeout."""
+    end = time.monotonic() + LOCK_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > end:
+                raise
+            time.sleep(0.01)
 
 
 def _version(conn: sqlite3.Connection) -> tuple[int, bool]:

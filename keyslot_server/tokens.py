@@ -52,6 +52,7 @@ from keyslot_server.files import FILE_MODE, private_dir
 
 DEFAULT_FILE = "var/tokens.json"
 FILE_VARIABLE = "KEYSLOT_TOKENS_FILE"
+PROG_VARIABLE = "KEYSLOT_TOKENS_PROG"
 EXIT_NO_MATCH = 1
 # Version-1 tokens were refused below this length; migrating keeps that floor.
 MIN_PLAINTEXT_LENGTH = 16
@@ -410,7 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argparse tree: --file and one subcommand per operation."""
     default_file = os.environ.get(FILE_VARIABLE) or DEFAULT_FILE
     parser = argparse.ArgumentParser(
-        prog="python -m keyslot_server.tokens",
+        # `keyslot tokens` runs this tool and names itself in the usage lines.
+        prog=os.environ.get(PROG_VARIABLE) or "python -m keyslot_server.tokens",
         description="Manage the static tokens the keyslot services accept (S1, S6). "
         "The file keeps only SHA-256 hashes; the services pick up changes on their next call.",
     )

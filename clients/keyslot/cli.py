@@ -258,7 +258,8 @@ def tokens_tool(args: Sequence[str]) -> int:
             file=sys.stderr,
         )
         return USAGE_ERROR
-    return subprocess.call([sys.executable, "-m", "keyslot_server.tokens", *args])
+    env = dict(os.environ, KEYSLOT_TOKENS_PROG="keyslot tokens")  # its usage names us
+    return subprocess.call([sys.executable, "-m", "keyslot_server.tokens", *args], env=env)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
