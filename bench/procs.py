@@ -94,17 +94,9 @@ class Servers:
         device_args = ["--db", str(self.device_db)]
         device_args += ["--peer-credentials", str(self.credentials_file)]
         if pki is not None:
-            serve = ["--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key)]
-            license_args += [*serve, "--peer-ca", str(pki.ca)]
-            device_args += [
-                *serve,
-                "--license-ca",
-                str(pki.ca),
-                "--license-cert",
-                str(pki.peer_cert),
-                "--license-key",
-                str(pki.peer_key),
-            ]
+            serve = pki.serve_args()
+            license_args += pki.license_args()
+            device_args += pki.device_args()
         ca = pki.ca if pki is not None else None
         # The echo servers serve the services' certificate: the ratios compare like with like.
         echo_args = ["--workers", str(workers), *serve]

@@ -140,7 +140,6 @@ def main() -> int:
     pki = tls.dev_pki(TLS_DIR)
     credentials = dev_tokens()
     env = dict(os.environ, KEYSLOT_TOKENS_FILE=str(TOKENS))
-    serve_tls = ["--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key)]
     procs = [
         subprocess.Popen(
             [
@@ -151,11 +150,9 @@ def main() -> int:
                 LICENSE,
                 "--db",
                 str(VAR / "license.db"),
-                *serve_tls,
+                *pki.license_args(),
                 "--peer-listen",
                 LICENSE_PEER,
-                "--peer-ca",
-                str(pki.ca),
             ],
             env=env,
         ),
@@ -168,15 +165,9 @@ def main() -> int:
                 DEVICE,
                 "--db",
                 str(VAR / "device.db"),
-                *serve_tls,
+                *pki.device_args(),
                 "--license-address",
                 LICENSE_PEER,
-                "--license-ca",
-                str(pki.ca),
-                "--license-cert",
-                str(pki.peer_cert),
-                "--license-key",
-                str(pki.peer_key),
                 "--peer-credentials",
                 str(CREDENTIALS),
             ],

@@ -280,6 +280,27 @@ class DevPki:
     peer_cert: Path
     peer_key: Path
 
+    # The flags that run the pair on this PKI (make run, the tests, the bench).
+    def serve_args(self) -> list[str]:
+        """Either service: serve TLS with the server certificate."""
+        return ["--tls-cert", str(self.server_cert), "--tls-key", str(self.server_key)]
+
+    def license_args(self) -> list[str]:
+        """The license service: TLS, and the peer port's client CA (add --peer-listen)."""
+        return [*self.serve_args(), "--peer-ca", str(self.ca)]
+
+    def device_args(self) -> list[str]:
+        """The device service: TLS, and mutual TLS to the license service's peer port."""
+        return [
+            *self.serve_args(),
+            "--license-ca",
+            str(self.ca),
+            "--license-cert",
+            str(self.peer_cert),
+            "--license-key",
+            str(self.peer_key),
+        ]
+
 
 def dev_pki(directory: str | Path) -> DevPki:
     """The development PKI under ``directory`` (0700), created once and reused.

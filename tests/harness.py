@@ -284,17 +284,8 @@ class Services:
         ]
         pki = self.pki
         if pki is not None:
-            serve = ["--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key)]
-            license_args += [*serve, "--peer-ca", str(pki.ca)]
-            device_args += [
-                *serve,
-                "--license-ca",
-                str(pki.ca),
-                "--license-cert",
-                str(pki.peer_cert),
-                "--license-key",
-                str(pki.peer_key),
-            ]
+            license_args += pki.license_args()
+            device_args += pki.device_args()
         ca = pki.ca if pki is not None else None
         self.license = Proc(
             "license",
