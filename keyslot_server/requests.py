@@ -286,7 +286,7 @@ class RequestLog:
                 cur = db.conn.execute(
                     f"INSERT INTO {self.table} (caller, method, request_id, position,"  # noqa: S608
                     " fingerprint, state, ref, create_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT DO NOTHING",
+                    " ON CONFLICT (caller, method, request_id, position) DO NOTHING",
                     (*_key(key, position), fingerprint, CLAIMED, ref, self.now_us()),
                 )
             if cur.rowcount != 1:
@@ -309,7 +309,9 @@ class RequestLog:
                 f"INSERT INTO {self.table} (caller, method, request_id, position,"  # noqa: S608
                 " fingerprint, state, response, status, create_us)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT DO UPDATE SET state = excluded.state,"
+                # The conflict target is named: PostgreSQL requires it for DO UPDATE.
+                " ON CONFLICT (caller, method, request_id, position)"
+                " DO UPDATE SET state = excluded.state,"
                 " response = excluded.response, status = excluded.status",
                 (*_key(key, position), fingerprint, FINISHED, response, status, self.now_us()),
             )
