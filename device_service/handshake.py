@@ -157,6 +157,7 @@ class Handshakes:
 
     # --- rows ------------------------------------------------------------------------
 
+    @st.unit
     def begin(
         self,
         *,
@@ -272,6 +273,7 @@ class Handshakes:
         """PREPARED -> ABORTING with what the owner becomes; False when another step won."""
         return self.decide_abort(handshake_id, (PREPARED,), outcome, reason, message)
 
+    @st.unit
     def decide_abort(
         self, handshake_id: str, frm: tuple[str, ...], outcome: str, reason: str, message: str
     ) -> bool:
@@ -369,16 +371,20 @@ class Handshakes:
         hooks = self.hooks[row["purpose"]]
         step = COMMITTING if hooks.commit_at_once else PREPARED
         try:
-            with self.store.write():
-                if not self._move(handshake_id, (PREPARING,), step, grant_id=grant.grant_id):
-                    raise self.lost(handshake_id, _busy_error())
-                hooks.on_prepared(row, grant, now_us(self.clock))
+            self._prepared(handshake_id, step, row, grant)
         except DeviceError as err:
             self._note_grant(handshake_id, grant.grant_id)
             self.decide_abort(handshake_id, (PREPARING,), "FAILED", err.reason, err.message)
             self.settle_quietly(handshake_id)
             raise
         return grant
+
+    @st.unit
+    def _prepared(self, handshake_id: str, step: str, row: Row, grant: lpb.Grant) -> None:
+        """The prepared grant's local write: the step moves on with the purpose's effects."""
+        if not self._move(handshake_id, (PREPARING,), step, grant_id=grant.grant_id):
+            raise self.lost(handshake_id, _busy_error())
+        self.hooks[row["purpose"]].on_prepared(row, grant, now_us(self.clock))
 
     def commit(self, handshake_id: str) -> lpb.Grant:
         """Step 2 for a row already COMMITTING; raises the refusal (H3) after settling.
@@ -574,6 +580,7 @@ class Handshakes:
 
     # --- final local writes --------------------------------------------------------------
 
+    @st.unit
     def _finish_committed(self, handshake_id: str, grant: lpb.Grant) -> None:
         now = now_us(self.clock)
         with self.store.write():
@@ -605,6 +612,7 @@ class Handshakes:
             )
             self._ended(row["purpose"], COMMITTED, "")
 
+    @st.unit
     def _finish_aborted(
         self, handshake_id: str, reason: str = "", message: str = "", outcome: str = ""
     ) -> None:

@@ -16,7 +16,9 @@ class Settings(ServerSettings):
     service: ClassVar[str] = "device"
 
     listen: str = setting("127.0.0.1:50052", "host:port to serve on")
-    db: str = setting("var/device.db", "SQLite database file")
+    db: str = setting(
+        "var/device.db", 'SQLite database file, or a postgresql:// URL (README "PostgreSQL")'
+    )
     license_address: str = setting(
         "127.0.0.1:50051",
         "host:port of the license service; with a license CA set, its mutual-TLS peer port",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
 import sys
 import threading
 from collections.abc import Callable
@@ -18,13 +17,13 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
-from device_service import rules
+from device_service import pg_schema, rules
 from device_service.check_in_cache import WATCHED, CheckInCache, CheckInView
 from device_service.errors import DeviceError
 from keyslot_server import formats, migrations
 from keyslot_server.auth import Principal, hash_token
 from keyslot_server.budget import create_table as create_failure_table
-from keyslot_server.db import Database
+from keyslot_server.db import Database, unit  # unit: also for the use cases (handshake)
 from keyslot_server.migrations import Migration, migrate
 from keyslot_server.observe import NOBODY, Observer
 from keyslot_server.requests import create_table as create_request_table
@@ -312,9 +311,19 @@ def _v3_pending_deliveries_index(db: sqlite_utils.Database) -> None:
 
 # The device database's schema, version by version (README "Upgrades").
 MIGRATIONS = (
-    Migration(1, "baseline: the schema of 235f001", _v1_baseline),
-    Migration(2, "handshakes.traceparent", _v2_handshake_traceparent),
-    Migration(3, "index deliveries_pending", _v3_pending_deliveries_index),
+    Migration(1, "baseline: the schema of 235f001", _v1_baseline, pg_schema.BASELINE),
+    Migration(
+        2,
+        "handshakes.traceparent",
+        _v2_handshake_traceparent,
+        ("ALTER TABLE handshakes ADD COLUMN traceparent TEXT NOT NULL DEFAULT ''",),
+    ),
+    Migration(
+        3,
+        "index deliveries_pending",
+        _v3_pending_deliveries_index,
+        ("CREATE INDEX deliveries_pending ON deliveries(state) WHERE state = 'PENDING'",),
+    ),
 )
 
 
@@ -342,6 +351,7 @@ class DeviceStore(Database):
 
     # --- credentials (S1) ---------------------------------------------------------
 
+    @unit
     def add_credential(
         self,
         token: str,
@@ -395,6 +405,7 @@ class DeviceStore(Database):
                 self._principals[token_hash] = principal
         return principal
 
+    @unit
     def revoke_device_credentials(self, device_id: str) -> None:
         """Deletes a device's credentials; call inside ``write()``.
 
@@ -437,6 +448,7 @@ class DeviceStore(Database):
 
     # --- accounts, members and connection codes (D1) ------------------------------------
 
+    @unit
     def create_account(
         self, account_id: str, display_name: str, kind: int, token: str, now_us: int
     ) -> Row:
@@ -455,6 +467,7 @@ class DeviceStore(Database):
         assert row is not None
         return row
 
+    @unit
     def add_member(self, member: Row, token: str, role_name: str) -> Row:
         """A console member and its credential, in one write; returns the member."""
         with self.write() as db:
@@ -474,6 +487,7 @@ class DeviceStore(Database):
     def member(self, member_id: str) -> Row | None:
         return self.one("SELECT * FROM members WHERE member_id = ?", (member_id,))
 
+    @unit
     def create_connection_code(
         self, code_hash: str, account_id: str, create_us: int, expire_us: int
     ) -> None:
@@ -493,6 +507,7 @@ class DeviceStore(Database):
     def connection_code(self, code_hash: str) -> Row | None:
         return self.one("SELECT * FROM connection_codes WHERE code_hash = ?", (code_hash,))
 
+    @unit
     def connect_device(
         self,
         code_hash: str,
@@ -518,6 +533,7 @@ class DeviceStore(Database):
         assert row is not None
         return row
 
+    @unit
     def disconnect_device(
         self, device_id: str, now_us: int, fence: Callable[[], list[str]]
     ) -> list[str]:
@@ -540,6 +556,7 @@ class DeviceStore(Database):
             self.revoke_device_credentials(device_id)
         return decided
 
+    @unit
     def count_failures(self, charges: list[Callable[[], T]]) -> list[T]:
         """Charges failure budgets (keyslot_server.budget) in one write: an unknown
         connection code counts on every budget or on none (S3)."""
@@ -645,11 +662,18 @@ class DeviceStore(Database):
     def list_outbox(self, page_size: int, page_token: str) -> tuple[list[Row], str]:
         """Every outgoing message, the oldest first."""
         return self._page(
-            "outbox", "outbox", "1", (), (("create_us", int), ("rowid", int)), page_size, page_token
+            "outbox",
+            "outbox",
+            "1 = 1",
+            (),
+            (("create_us", int), ("rowid", int)),
+            page_size,
+            page_token,
         )
 
     # --- subscriptions -----------------------------------------------------------------
 
+    @unit
     def add_subscription(self, account_id: str, code: str, now_us: int) -> bool:
         """Puts a code on the account; False when it is there already (read in the write)."""
         with self.write() as db:
@@ -693,6 +717,7 @@ class DeviceStore(Database):
             (account_id,),
         )
 
+    @unit
     def remove_subscription(self, account_id: str, code: str, now_us: int) -> bool:
         """Takes a code off the account and frees the account's own slot of it (a
         per-user code, D11), in one write; False when the code was not on it."""
@@ -706,6 +731,7 @@ class DeviceStore(Database):
             self.set_slot_state("device_id = ? AND code = ?", (account_id, code), RELEASED, now_us)
         return True
 
+    @unit
     def add_per_user_subscription(self, account_id: str, code: str, now_us: int) -> None:
         """Records a per-user code on the account (D11; inside its handshake's commit)."""
         with self.write() as db:
@@ -715,10 +741,12 @@ class DeviceStore(Database):
 
     # --- deliveries (D4) -----------------------------------------------------------------
 
+    @unit
     def insert_delivery(self, row: Row) -> None:
         with self.write() as db:
             db["deliveries"].insert(row)
 
+    @unit
     def end_delivery(
         self, delivery_id: str, state: str, now_us: int, failure_reason: str | None = None
     ) -> None:
@@ -731,6 +759,7 @@ class DeviceStore(Database):
 
     # --- outgoing mail (D2) ---------------------------------------------------------------
 
+    @unit
     def add_outbox_message(self, row: Row, check: Callable[[], None]) -> None:
         """Records a mail; ``check`` runs under the insert's write lock (the send limits),
         so parallel sends cannot both pass it."""
@@ -762,6 +791,7 @@ class DeviceStore(Database):
     def device(self, device_id: str) -> Row | None:
         return self.one("SELECT * FROM devices WHERE device_id = ?", (device_id,))
 
+    @unit
     def update_device(self, device_id: str, changes: Row) -> None:
         """Sets columns of one device in its own write (plain SQL: the hot path)."""
         columns = ", ".join(f"{name} = ?" for name in changes if name in DEVICE_COLUMNS)
@@ -820,7 +850,7 @@ class DeviceStore(Database):
                 return kept
         generation = self.check_ins.generation
         if self._check_in_sql is None:
-            self._check_in_sql = _check_in_sql(self.conn)
+            self._check_in_sql = _check_in_sql(self)
         row = self.one(self._check_in_sql, (device_id,))
         if row is None:
             return CheckInView(None, None, [])
@@ -831,6 +861,7 @@ class DeviceStore(Database):
             self.check_ins.keep(device_id, view, generation)
         return view
 
+    @unit
     def remove_current_code(self, device_id: str, now_us: int) -> None:
         """The device's current code goes and its ACTIVE slot with it, in one write.
 
@@ -878,6 +909,7 @@ class DeviceStore(Database):
 
     # --- slots (D3) ----------------------------------------------------------------
 
+    @unit
     def claim_slot(
         self,
         code: str,
@@ -948,6 +980,7 @@ class DeviceStore(Database):
                 then()
             return slot_id
 
+    @unit
     def set_slot_state(self, where: str, params: tuple, state: str, now_us: int) -> int:  # type: ignore[type-arg]
         """Moves held slots matching ``where`` to ``state``; returns how many."""
         with self.write() as db:
@@ -959,11 +992,13 @@ class DeviceStore(Database):
 
     # --- handshakes (H1-H4) -------------------------------------------------------------
 
+    @unit
     def insert_handshake(self, row: Row) -> None:
         """Writes a handshake's intent row."""
         with self.write() as db:
             db["handshakes"].insert(row)
 
+    @unit
     def move_handshake(self, handshake_id: str, frm: tuple[str, ...], values: Row) -> bool:
         """Compare-and-set of a handshake's step: sets ``values`` only while its step is
         one of ``frm``; False when another writer moved it first."""
@@ -976,10 +1011,12 @@ class DeviceStore(Database):
             )
             return cur.rowcount == 1
 
+    @unit
     def update_handshake(self, handshake_id: str, values: Row) -> None:
         with self.write() as db:
             db["handshakes"].update(handshake_id, values)
 
+    @unit
     def note_grant(self, handshake_id: str, grant_id: str) -> None:
         """Records the grant a prepare made, unless the row already names one."""
         with self.write() as db:
@@ -1054,14 +1091,17 @@ class DeviceStore(Database):
 
     # --- reserves (D8-D10) ---------------------------------------------------------------
 
+    @unit
     def insert_reserve(self, row: Row) -> None:
         with self.write() as db:
             db["reserves"].insert(row)
 
+    @unit
     def update_reserve(self, reserve_id: str, values: Row) -> None:
         with self.write() as db:
             db["reserves"].update(reserve_id, values)
 
+    @unit
     def end_live_reserve(self, reserve_id: str, state: str, now_us: int) -> None:
         """A live (WAITING or FAILED) reserve moves to ``state``; any other stays."""
         with self.write() as db:
@@ -1069,6 +1109,7 @@ class DeviceStore(Database):
             if fresh is not None and fresh["state"] in ("WAITING", "FAILED"):
                 db["reserves"].update(reserve_id, {"state": state, "state_us": now_us})
 
+    @unit
     def fail_reserve(self, reserve_id: str, reason: str, message: str, now_us: int) -> None:
         """A live reserve fails with the reason (one removed or activated meanwhile stays)."""
         with self.write() as db:
@@ -1078,6 +1119,7 @@ class DeviceStore(Database):
                 (reason, message, now_us, reserve_id),
             )
 
+    @unit
     def fail_waiting_reserve(self, device_id: str, reason: str, message: str, now_us: int) -> None:
         """The device's WAITING reserve fails (inside DisconnectDevice's write)."""
         with self.write() as db:
@@ -1087,6 +1129,7 @@ class DeviceStore(Database):
                 (reason, message, now_us, device_id),
             )
 
+    @unit
     def set_takeover_moment(
         self, reserve_id: str, takeover_us: int, *, waiting_only: bool = False
     ) -> None:
@@ -1234,23 +1277,42 @@ _HANDSHAKE_GONE = (
 )
 
 
-def _check_in_sql(conn: sqlite3.Connection) -> str:
+def _check_in_sql(db: Database) -> str:
     """check_in_view's statement; the reserve and the deliveries come back as JSON
-    objects with every column of their tables (read from the schema)."""
+    objects (text) with every column of their tables (read from the schema)."""
+
+    def columns(table: str) -> list[str]:
+        if db.postgres:
+            rows = db.query(
+                "SELECT column_name AS name FROM information_schema.columns"
+                " WHERE table_schema = current_schema() AND table_name = ?"
+                " AND column_name != 'rowid' ORDER BY ordinal_position",
+                (table,),
+            )
+        else:
+            rows = db.query("SELECT name FROM pragma_table_info(?)", (table,))
+        return [r["name"] for r in rows]
 
     def as_json(table: str, alias: str) -> str:
-        columns = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
-        return "json_object(" + ", ".join(f"'{c}', {alias}.{c}" for c in columns) + ")"
+        pairs = ", ".join(f"'{c}', {alias}.{c}" for c in columns(table))
+        return f"json_build_object({pairs})" if db.postgres else f"json_object({pairs})"
 
-    reserve = (
-        f"(SELECT {as_json('reserves', 'r')} FROM reserves r"
-        f" WHERE {_SHOWN_RESERVE.replace('r.device_id = ?', 'r.device_id = d.device_id')})"
+    shown = _SHOWN_RESERVE.replace("r.device_id = ?", "r.device_id = d.device_id")
+    pending_rows = (
+        "(SELECT * FROM deliveries WHERE device_id = d.device_id AND state = 'PENDING'"
+        " ORDER BY create_us) p"
     )
-    pending = (
-        f"(SELECT json_group_array(json({as_json('deliveries', 'p')})) FROM"
-        " (SELECT * FROM deliveries WHERE device_id = d.device_id AND state = 'PENDING'"
-        " ORDER BY create_us) p)"
-    )
+    if db.postgres:  # json_agg is NULL for no rows; the columns come back as text, as on SQLite
+        reserve = f"(SELECT CAST({as_json('reserves', 'r')} AS text) FROM reserves r WHERE {shown})"
+        pending = (
+            f"(SELECT CAST(COALESCE(json_agg({as_json('deliveries', 'p')} ORDER BY p.create_us),"
+            f" '[]') AS text) FROM {pending_rows})"
+        )
+    else:
+        reserve = f"(SELECT {as_json('reserves', 'r')} FROM reserves r WHERE {shown})"
+        pending = (
+            f"(SELECT json_group_array(json({as_json('deliveries', 'p')})) FROM {pending_rows})"
+        )
     return (
         f"SELECT d.*, {reserve} AS _reserve, {pending} AS _pending"
         " FROM devices d WHERE d.device_id = ?"

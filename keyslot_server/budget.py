@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
-from keyslot_server.db import Database
+from keyslot_server.db import Database, unit
 from keyslot_server.retention import Prune
 from keyslot_server.timeconv import to_epoch_us
 
@@ -49,8 +49,12 @@ class FailureBudget:
         self.db = db
         self.budget = budget
         self.window = window
-        made = db.one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,))
-        if made is None:  # the stores make it in their migrations; a bare Database gets it here
+        # The stores make the table in their migrations (on both engines); a bare SQLite
+        # Database (the unit tests) gets it here.
+        made = db.postgres or db.one(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
+        )
+        if not made:  # the stores make it in their migrations; a bare Database gets it here
             with db.write() as w:
                 create_table(w)
 
@@ -81,7 +85,7 @@ class FailureBudget:
         row = self.db.one(
             "SELECT at_us FROM (SELECT at_us, SUM(failures) OVER (ORDER BY at_us, rowid) AS upto"
             f" FROM {TABLE} WHERE subject = ? AND at_us > ? AND at_us <= ?)"  # noqa: S608
-            " WHERE upto > ? ORDER BY at_us LIMIT 1",
+            " AS w WHERE upto > ? ORDER BY at_us LIMIT 1",
             (subject, low, high, used - self.budget),
         )
         if row is None:
@@ -96,6 +100,7 @@ class FailureBudget:
         used = self._used(subject, now)
         return None if used < self.budget else self._wait(subject, used, now)
 
+    @unit
     def charge(self, subject: str, now: datetime, failures: int = 1) -> timedelta | None:
         """Counts ``failures`` in one write transaction (check and count together).
 

@@ -25,10 +25,12 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any, TypeVar
 
 import sqlite_utils
 from sqlite_utils.db import DEFAULT, NotFoundError, Table, quote_identifier
 
+from keyslot_server.dburl import DatabaseUnavailable, is_postgres, redacted
 from keyslot_server.files import private_database
 from keyslot_server.observe import NOBODY, Observer
 
@@ -39,6 +41,9 @@ MAX_GROUP = 32
 # If that writer gave up, the one waiting commits the group itself after this.
 _FLUSH_AFTER = 0.05
 
+
+T = TypeVar("T")
+__all__ = ["Database", "DatabaseUnavailable", "SqliteEngine", "unit"]
 
 # Values sqlite3 binds as they are; anything else takes sqlite-utils' own path
 # (which turns dicts and lists into JSON).
@@ -175,7 +180,7 @@ class _Group:
         self.error: BaseException | None = None
 
 
-class Database:
+class SqliteEngine:
     """A SQLite file: a read connection per thread and one write connection."""
 
     def __init__(
@@ -414,6 +419,15 @@ class Database:
     def _record_change(self, table: str, key: object) -> None:
         self._changed.add((table, key))
 
+    def transact(self, body: Callable[[], T]) -> T:
+        """``body()`` as one unit of work: joins an open ``write()``, else runs in its own.
+
+        SQLite's write lock is taken at BEGIN IMMEDIATE, so a unit never
+        meets a serialization failure here and is never re-run.
+        """
+        with self.write():
+            return body()
+
     def on_commit(self, callback: Callable[[], None]) -> None:
         """Runs ``callback`` once the current ``write()`` commits; never after a rollback.
 
@@ -446,3 +460,94 @@ class Database:
                     conn.close()
             self._all.clear()
         self._writer = None
+
+
+class Database:
+    """A store's database: a SQLite file (the default) or a PostgreSQL URL.
+
+    Stores subclass it and see one API whatever the engine: ``write()`` for a
+    transaction (nested uses join the outer one), ``transact(body)`` or the
+    ``@unit`` decorator for a unit of work (re-run whole on a serialization
+    failure on PostgreSQL; on SQLite, where BEGIN IMMEDIATE serializes
+    writers, it never is), ``db``/``conn`` for this thread's connection,
+    ``query``/``one``, ``on_commit`` and ``watch_changes``. SQL is written
+    once, in SQLite's spelling (``?`` parameters); the PostgreSQL engine
+    translates it (keyslot_server.pg), and the few statements that cannot be
+    portable ask ``self.postgres``.
+    """
+
+    def __init__(
+        self, path: str | Path, synchronous: str = "FULL", observer: Observer = NOBODY
+    ) -> None:
+        target = str(path)
+        self.postgres = is_postgres(target)
+        if self.postgres:
+            from keyslot_server.pg import PostgresEngine  # psycopg loads only when used
+
+            self.engine: Any = PostgresEngine(target, observer)
+        else:
+            self.engine = SqliteEngine(target, synchronous, observer)
+
+    def __getattr__(self, name: str) -> Any:
+        # The engine's own attributes (path, commits, ...), read through the store.
+        if name == "engine":
+            raise AttributeError(name)
+        return getattr(self.engine, name)
+
+    @property
+    def db(self) -> Any:
+        """This thread's connection (a sqlite-utils-like Database): the unit's inside one."""
+        return self.engine.db
+
+    @property
+    def conn(self) -> Any:
+        return self.engine.db.conn
+
+    @property
+    def name(self) -> str:
+        """The database for messages and logs (a URL's password redacted)."""
+        return redacted(self.engine.path)
+
+    def write(self) -> Any:
+        return self.engine.write()
+
+    def transact(self, body: Callable[[], T]) -> T:
+        return self.engine.transact(body)  # type: ignore[no-any-return]
+
+    def in_write(self) -> bool:
+        return self.engine.in_write()  # type: ignore[no-any-return]
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        self.engine.on_commit(callback)
+
+    def watch_changes(
+        self, keys: dict[str, str], listener: Callable[[set[tuple[str, object]]], None]
+    ) -> None:
+        self.engine.watch_changes(keys, listener)
+
+    def query(self, sql: str, params: tuple | dict = ()) -> list[dict]:  # type: ignore[type-arg]
+        return self.engine.query(sql, params)  # type: ignore[no-any-return]
+
+    def one(self, sql: str, params: tuple | dict = ()) -> dict | None:  # type: ignore[type-arg]
+        return self.engine.one(sql, params)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+def unit(method: Callable[..., T]) -> Callable[..., T]:
+    """Runs the decorated method as one unit of work (``Database.transact``).
+
+    For a method of a store, or of an object whose ``store`` (or ``db``) is one. Called
+    inside another unit it joins it; outermost, it may run more than once
+    on PostgreSQL, so its body makes no remote call and keeps no effect
+    outside the database that a second run would repeat.
+    """
+    import functools
+
+    @functools.wraps(method)
+    def run(self: Any, *args: Any, **kwargs: Any) -> T:
+        database = self if isinstance(self, Database) else getattr(self, "store", None) or self.db
+        return database.transact(lambda: method(self, *args, **kwargs))
+
+    return run

@@ -210,6 +210,17 @@ def internal_status(domain: str) -> status_pb2.Status:
     )
 
 
+def unavailable_status(domain: str) -> status_pb2.Status:
+    """UNAVAILABLE: the database could not finish the call now; retrying is safe with a
+    request id (H1). No detail of the database is given to the caller."""
+    info = error_details_pb2.ErrorInfo(reason="UNAVAILABLE", domain=domain)
+    return status_pb2.Status(
+        code=code_pb2.UNAVAILABLE,
+        message="the database is unavailable: retry",
+        details=[_pack(info)],
+    )
+
+
 def unauthenticated_status(domain: str, message: str) -> status_pb2.Status:
     """UNAUTHENTICATED with its ErrorInfo (S1)."""
     info = error_details_pb2.ErrorInfo(reason="UNAUTHENTICATED", domain=domain)

@@ -36,13 +36,14 @@ the lock.
 
 On PostgreSQL the same loop takes the lock with ``LOCK TABLE
 schema_migrations IN EXCLUSIVE MODE`` as the first statement of each
-version's transaction (the table itself made first under
-``pg_advisory_xact_lock``, since two ``CREATE TABLE IF NOT EXISTS`` can
-collide there). These locks serialize migrators only: no request takes
-them, and no request's correctness depends on them. Version numbers mean
-the same schema on both engines; where the DDL differs (BLOB and BYTEA,
-INTEGER and BIGINT), a migration's function carries each engine's
-statements.
+version's transaction (the table itself made first in a transaction of
+its own, retried when two ``CREATE TABLE IF NOT EXISTS`` collide). These
+locks serialize migrators only: no request takes them, and no request's
+correctness depends on them. Version numbers mean the same schema on both
+engines; a migration carries PostgreSQL's statements beside SQLite's
+function (``postgres``), since the DDL differs (BLOB and BYTEA, INTEGER
+and BIGINT). PostgreSQL support arrived with the device service's version
+3, so its versions up to there are written fresh, with no adoption.
 
 A database whose version is newer than the code's list (a rollback of the
 release) is refused with one line (``SchemaTooNew``, a ``ConfigError``):
@@ -65,6 +66,7 @@ import sqlite_utils
 
 from keyslot_server.config import EXIT_CONFIG, ConfigError
 from keyslot_server.db import Database
+from keyslot_server.dburl import is_postgres, redacted
 from keyslot_server.files import private_umask
 
 TABLE = "schema_migrations"
@@ -82,6 +84,8 @@ class Migration:
     name: str
     # Runs inside the step's write transaction (a sqlite-utils Database on SQLite).
     apply: Callable[[sqlite_utils.Database], None]
+    # The same step on PostgreSQL: statements run in order inside its transaction.
+    postgres: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -166,7 +170,14 @@ def _version(conn: sqlite3.Connection) -> tuple[int, bool]:
 def schema_version(path: str) -> int:
     """The recorded version of the database at ``path`` (0: fresh, or from before migrations).
 
-    Read only: the file is neither created nor changed."""
+    Read only: the file (or PostgreSQL database) is neither created nor changed."""
+    if is_postgres(path):
+        with closing(Database(path)) as database:
+            found = database.one("SELECT to_regclass(?) IS NOT NULL AS made", (TABLE,))
+            if not found or not found["made"]:
+                return 0
+            row = database.one(f"SELECT COALESCE(MAX(version), 0) AS v FROM {TABLE}")  # noqa: S608
+            return int(row["v"]) if row else 0
     if not Path(path).exists():
         return 0
     uri = Path(path).resolve().as_uri() + "?mode=ro"
@@ -186,6 +197,8 @@ def migrate(
     changing anything.
     """
     _check_list(migrations)
+    if database.postgres:
+        return _migrate_postgres(database, migrations, now_us)
     known = latest(migrations)
     applied: list[Migration] = []
     with closing(_connect(database.path, database.synchronous)) as conn:
@@ -215,6 +228,61 @@ def migrate(
                 applied.append(step)
                 log.info("%s: schema version %d applied (%s)", database.path, version, step.name)
     return Migrated(version, tuple(applied), adopted)
+
+
+def _migrate_postgres(
+    database: Database, migrations: Sequence[Migration], now_us: Callable[[], int]
+) -> Migrated:
+    """``migrate`` on PostgreSQL: the same loop under ``LOCK TABLE`` (module doc)."""
+    from psycopg import errors
+
+    known = latest(migrations)
+    applied: list[Migration] = []
+    name = database.name
+    with closing(database.engine.connect()) as raw:
+        raw.execute("SET default_transaction_read_only = off")
+        raw.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
+        for attempt in range(20):
+            try:
+                raw.execute(
+                    f"CREATE TABLE IF NOT EXISTS {TABLE} ("
+                    " version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_us BIGINT NOT NULL)"
+                )
+                break
+            except (errors.UniqueViolation, errors.DuplicateTable):
+                if attempt == 19:  # another migrator made it at the same moment
+                    raise
+                time.sleep(0.01)
+
+        def recorded() -> int:
+            row = raw.execute(f"SELECT COALESCE(MAX(version), 0) FROM {TABLE}").fetchone()  # noqa: S608
+            return int(row[0]) if row else 0
+
+        version = recorded()
+        if version > known:
+            raise SchemaTooNew(name, version, known)
+        while version < known:
+            step = None
+            with raw.transaction():
+                raw.execute(f"LOCK TABLE {TABLE} IN EXCLUSIVE MODE")  # one migrator at a time
+                version = recorded()
+                if version > known:
+                    raise SchemaTooNew(name, version, known)
+                if version < known:
+                    step = migrations[version]
+                    if not step.postgres:
+                        raise RuntimeError(f"schema version {step.version} has no PostgreSQL form")
+                    for statement in step.postgres:
+                        raw.execute(statement.encode())  # bytes: run as written, no placeholders
+                    raw.execute(
+                        f"INSERT INTO {TABLE} (version, name, applied_us) VALUES (%s, %s, %s)",  # noqa: S608
+                        (step.version, step.name, now_us()),
+                    )
+                    version = step.version
+            if step is not None:
+                applied.append(step)
+                log.info("%s: schema version %d applied (%s)", name, version, step.name)
+    return Migrated(version, tuple(applied), False)
 
 
 def _apply(conn: sqlite3.Connection, db: sqlite_utils.Database, step: Migration, at: int) -> None:
@@ -249,7 +317,9 @@ def main(service: str, migrations: Sequence[Migration], argv: Sequence[str] | No
         description=f"Brings the {service} service's database to this release's schema"
         " (the service also does so at start).",
     )
-    parser.add_argument("--db", default=f"var/{service}.db", help="SQLite database file")
+    parser.add_argument(
+        "--db", default=f"var/{service}.db", help="SQLite database file or postgresql:// URL"
+    )
     parser.add_argument("--dry-run", action="store_true", help="apply nothing; list what is due")
     args = parser.parse_args(argv)
     known = latest(migrations)
@@ -257,7 +327,7 @@ def main(service: str, migrations: Sequence[Migration], argv: Sequence[str] | No
         if args.dry_run:
             version = schema_version(args.db)
             if version > known:
-                raise SchemaTooNew(args.db, version, known)
+                raise SchemaTooNew(redacted(args.db), version, known)
             for step in migrations[version:]:
                 print(f"due: {step.version} {step.name}")
         else:
@@ -273,5 +343,5 @@ def main(service: str, migrations: Sequence[Migration], argv: Sequence[str] | No
     except ConfigError as err:
         print(f"{service} database: {err}", file=sys.stderr)
         return EXIT_CONFIG
-    print(f"{args.db}: schema version {version} (this release: {known})")
+    print(f"{redacted(args.db)}: schema version {version} (this release: {known})")
     return 0

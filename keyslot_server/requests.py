@@ -44,7 +44,7 @@ from typing import Any, TypeVar
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
-from keyslot_server.db import Database
+from keyslot_server.db import Database, unit
 from keyslot_server.errors import Code, ServiceError
 
 M = TypeVar("M", bound=Message)
@@ -221,25 +221,32 @@ class RequestLog:
         just ``work()``. The answer is stored in the transaction of the work."""
         if not key.request_id:
             return work()
-        refusal: ServiceError | None = None
-        with self.db.write():
-            seen = self.records(key, fingerprint).get(0)
-            if seen is not None:
-                if seen.status is not None:
-                    raise self.replayed(seen)
-                return response_type.FromString(seen.response or b"")
-            try:
-                response = work()
-            except self.error_type as err:
-                if not stored(err):
-                    raise
-                self.finish(key, 0, fingerprint, refusal=err)
-                refusal = err  # raised after the commit, so the refusal is stored
-            else:
-                self.finish(key, 0, fingerprint, response=response.SerializeToString())
+        response, refusal = self.db.transact(
+            lambda: self._answer(key, fingerprint, response_type, work)
+        )
         if refusal is not None:
-            raise refusal
+            raise refusal  # after the commit, so the refusal is stored
+        assert response is not None
         return response
+
+    def _answer(
+        self, key: Key, fingerprint: str, response_type: type[M], work: Callable[[], M]
+    ) -> tuple[M | None, ServiceError | None]:
+        """``run``'s unit: the stored answer, or ``work()``'s, stored with it."""
+        seen = self.records(key, fingerprint).get(0)
+        if seen is not None:
+            if seen.status is not None:
+                raise self.replayed(seen)
+            return response_type.FromString(seen.response or b""), None
+        try:
+            response = work()
+        except self.error_type as err:
+            if not stored(err):
+                raise
+            self.finish(key, 0, fingerprint, refusal=err)
+            return None, err
+        self.finish(key, 0, fingerprint, response=response.SerializeToString())
+        return response, None
 
     # --- work that spans transactions ----------------------------------------------------
 
@@ -268,6 +275,7 @@ class RequestLog:
             )
         return found
 
+    @unit
     def claim(
         self, key: Key, position: int, fingerprint: str, ref: str, *, after: str = ""
     ) -> None:
@@ -292,6 +300,7 @@ class RequestLog:
             if cur.rowcount != 1:
                 raise AlreadyClaimed(f"{key} position {position}")
 
+    @unit
     def finish(
         self,
         key: Key,

@@ -87,7 +87,7 @@ class Prune:
         return (
             # NOT INDEXED: by rowid, never along an index on the scope's columns.
             f"DELETE FROM {self.table} NOT INDEXED"  # noqa: S608 - names come from code
-            f" WHERE rowid IN (SELECT value FROM json_each(?))"
+            f" WHERE rowid IN (SELECT CAST(value AS BIGINT) FROM json_each(?))"
             f" AND {self._where()}{self.time} < ?{guard}"
         )
 
@@ -134,8 +134,9 @@ class Pruner:
             rows = self.db.conn.execute(rule.candidates_sql, params).fetchall()
             if rows:
                 rowids = json.dumps([rowid for _, rowid in rows])
-                with self.db.write() as db:
-                    pruned += db.execute(rule.delete_sql, (rowids, cutoff)).rowcount
+                pruned += self.db.transact(
+                    lambda: self.db.conn.execute(rule.delete_sql, (rowids, cutoff)).rowcount  # noqa: B023
+                )
                 after = (rows[-1][0], rows[-1][1])
             if len(rows) < self.batch:
                 after = _FIRST  # reached the end: the next pass starts from the oldest

@@ -25,7 +25,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from keyslot_server import auth, otel, reflection, trace
-from keyslot_server.errors import ServiceError, internal_status, unauthenticated_status
+from keyslot_server.db import DatabaseUnavailable
+from keyslot_server.errors import (
+    ServiceError,
+    internal_status,
+    unauthenticated_status,
+    unavailable_status,
+)
 
 log = logging.getLogger("keyslot")
 call_log = logging.getLogger("keyslot.calls")
@@ -117,6 +123,10 @@ class KeyslotInterceptor(grpc.ServerInterceptor):
             except NotImplementedError:
                 status = "UNIMPLEMENTED"
                 context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented yet")
+            except DatabaseUnavailable as err:
+                status = "UNAVAILABLE"
+                log.warning("%s: %s", method, err)
+                _abort(context, unavailable_status(domain))
             except Exception:
                 if status != "OK" or _aborted(context):
                     raise

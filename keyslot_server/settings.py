@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from keyslot_server.dburl import redacted
 from keyslot_server.retention import DEFAULT_RETENTION_HOURS, check_retention_hours
 
 log = logging.getLogger("keyslot.settings")
@@ -184,7 +185,7 @@ def parser_for(
         var = env_var(cls, f)
         now = environ.get(var, "")
         if now:
-            var += "=" + (_mask(now) if _meta(f).secret else now)
+            var += "=" + (_mask(now) if _meta(f).secret else redacted(now))
         parser.add_argument(
             flag(f),
             dest=f.name,
@@ -251,6 +252,8 @@ def shown(settings: ServerSettings) -> dict[str, Any]:
             value = _mask(str(value))
         elif isinstance(value, Path):
             value = str(value)
+        elif isinstance(value, str):
+            value = redacted(value)  # a PostgreSQL URL's password
         values[f.name] = value
     return values
 

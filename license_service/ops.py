@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from keyslot_server.db import unit
 from keyslot_server.errors import Code
 from license_service import grants as g
 from license_service import terms
@@ -87,6 +88,7 @@ class LicenseOps:
 
     # --- codes ----------------------------------------------------------------------------
 
+    @unit
     def issue_codes(
         self, provider: str, issue: IssueTerms, count: int, now: datetime
     ) -> list[CodeRecord]:
@@ -162,6 +164,7 @@ class LicenseOps:
             self.store.save_code(renewed, now)
         return renewed
 
+    @unit
     def change_code(
         self,
         code: str,
@@ -176,6 +179,7 @@ class LicenseOps:
             self.store.save_code(changed, now)
         return changed
 
+    @unit
     def apply_renewals(self, code: str, now: datetime) -> bool:
         """Sweeper: stores the automatic renewals due for one code (L4); True if any."""
         with self.store.write():
@@ -195,6 +199,7 @@ class LicenseOps:
 
     # --- grants (H1-H3) ---------------------------------------------------------------------
 
+    @unit
     def prepare_grant(
         self,
         *,
@@ -241,6 +246,7 @@ class LicenseOps:
             raise LicenseError.not_found("GRANT_NOT_FOUND", "no such grant", grantId=grant_id)
         return grant
 
+    @unit
     def commit_grant(
         self, grant_id: str, app_version: str, now: datetime
     ) -> tuple[g.GrantRecord, CodeRecord]:
@@ -268,6 +274,7 @@ class LicenseOps:
             self.store.record_activation(grant, now)
         return grant, rec
 
+    @unit
     def abort_grant(
         self, grant_id: str, reason: str, now: datetime
     ) -> tuple[g.GrantRecord, CodeRecord | None]:
@@ -284,14 +291,16 @@ class LicenseOps:
 
     def expire_overdue_grants(self, now: datetime) -> int:
         """H2 sweeper: aborts PREPARED grants past their deadline."""
-        done = 0
-        for grant_id in self.store.overdue_grants(now):
-            with self.store.write():
-                grant = self.store.get_grant(grant_id)
-                if grant and grant.state == g.PREPARED and now >= grant.expire_time:
-                    self.store.save_grant(g.expire_grant(grant, now))
-                    done += 1
-        return done
+        return sum(self._expire_grant(grant_id, now) for grant_id in self.store.overdue_grants(now))
+
+    @unit
+    def _expire_grant(self, grant_id: str, now: datetime) -> bool:
+        """Aborts one grant if it is still PREPARED and past its deadline (H2)."""
+        grant = self.store.get_grant(grant_id)
+        if grant and grant.state == g.PREPARED and now >= grant.expire_time:
+            self.store.save_grant(g.expire_grant(grant, now))
+            return True
+        return False
 
     def sweep(self, now: datetime) -> dict[str, int]:
         """One pass of time-driven work: grant deadlines and renewals; how many of each.

@@ -15,7 +15,9 @@ class Settings(ServerSettings):
     service: ClassVar[str] = "license"
 
     listen: str = setting("127.0.0.1:50051", "host:port to serve on")
-    db: str = setting("var/license.db", "SQLite database file")
+    db: str = setting(
+        "var/license.db", 'SQLite database file, or a postgresql:// URL (README "PostgreSQL")'
+    )
     peer_listen: str = setting(
         "",
         "host:port of the mutual-TLS port the device service calls (S5); needs a TLS certificate"

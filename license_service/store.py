@@ -11,12 +11,13 @@ import sqlite_utils
 
 from keyslot_server import migrations
 from keyslot_server.budget import create_table as create_failure_table
-from keyslot_server.db import Database
+from keyslot_server.db import Database, unit
 from keyslot_server.migrations import Migration, migrate
 from keyslot_server.observe import NOBODY, Observer
 from keyslot_server.requests import create_table as create_request_table
 from keyslot_server.retention import HISTORY, Prune, request_log_rule
 from keyslot_server.timeconv import from_epoch_us, to_epoch_us
+from license_service import pg_schema
 from license_service.feed import CodeFeed
 from license_service.grants import GrantRecord
 from license_service.products import Product
@@ -121,7 +122,7 @@ def grant_to_row(grant: GrantRecord) -> dict[str, Any]:
 
 
 # When a code's grace ends (L3, L5: none after a cancel at period end), from the stored expiry.
-_GRACE_END = "expire_us + CASE WHEN cancel_at_period_end THEN 0 ELSE COALESCE(grace_us, 0) END"
+_GRACE_END = "expire_us + CASE WHEN cancel_at_period_end <> 0 THEN 0 ELSE COALESCE(grace_us, 0) END"
 
 _CODE_SELECT = (
     "SELECT c.*, COALESCE(p.console_managed, 0) AS console_managed FROM codes c "
@@ -250,7 +251,7 @@ def _v1_baseline(db: sqlite_utils.Database) -> None:
 
 
 # The license database's schema, version by version (README "Upgrades").
-MIGRATIONS = (Migration(1, "baseline: the schema of 235f001", _v1_baseline),)
+MIGRATIONS = (Migration(1, "baseline: the schema of 235f001", _v1_baseline, pg_schema.BASELINE),)
 
 
 class LicenseStore(Database):
@@ -273,6 +274,7 @@ class LicenseStore(Database):
 
     # --- products -------------------------------------------------------------------------
 
+    @unit
     def insert_product(self, product: Product) -> bool:
         """Stores a new product; False when the id is taken."""
         with self.write() as db:
@@ -318,6 +320,7 @@ class LicenseStore(Database):
     def code_exists(self, code: str) -> bool:
         return self.one("SELECT 1 FROM codes WHERE code = ?", (code,)) is not None
 
+    @unit
     def insert_codes(self, records: list[CodeRecord], now: datetime) -> None:
         """Inserts codes; call inside ``write()`` so a batch is atomic."""
         with self.write() as db:
@@ -359,6 +362,7 @@ class LicenseStore(Database):
         params.append(limit)
         return [row_to_code(r) for r in self.query(sql, tuple(params))]
 
+    @unit
     def save_code(self, rec: CodeRecord, now: datetime) -> None:
         """Writes a changed code; call inside ``write()``. Watchers hear of it on commit."""
         with self.write() as db:
@@ -378,6 +382,7 @@ class LicenseStore(Database):
 
     # --- grants ---------------------------------------------------------------------------
 
+    @unit
     def insert_grant(self, grant: GrantRecord) -> None:
         with self.write() as db:
             db["grants"].insert(grant_to_row(grant))
@@ -386,10 +391,12 @@ class LicenseStore(Database):
         row = self.one("SELECT * FROM grants WHERE grant_id = ?", (grant_id,))
         return row_to_grant(row) if row else None
 
+    @unit
     def save_grant(self, grant: GrantRecord) -> None:
         with self.write() as db:
             db["grants"].update(grant.grant_id, grant_to_row(grant))
 
+    @unit
     def record_activation(self, grant: GrantRecord, now: datetime) -> None:
         with self.write() as db:
             db["activations"].insert(
@@ -422,8 +429,8 @@ class LicenseStore(Database):
         at = "COALESCE(pause_us, :now)"
         row = self.one(
             "SELECT COUNT(*) AS codes, COUNT(first_activate_us) AS activated,"
-            f" SUM(expire_us <= {at} AND {_GRACE_END} > {at}) AS grace,"
-            f" SUM({_GRACE_END} <= {at}) AS expired FROM codes",
+            f" SUM(CASE WHEN expire_us <= {at} AND {_GRACE_END} > {at} THEN 1 ELSE 0 END) AS grace,"
+            f" SUM(CASE WHEN {_GRACE_END} <= {at} THEN 1 ELSE 0 END) AS expired FROM codes",
             {"now": to_epoch_us(now)},
         )
         assert row is not None
@@ -442,6 +449,7 @@ class LicenseStore(Database):
 
     # --- support requests (L8) ------------------------------------------------------------
 
+    @unit
     def insert_support_request(self, principal: str, request: SupportRequest) -> None:
         with self.write() as db:
             db["support_requests"].insert(

@@ -140,7 +140,7 @@ def test_the_shown_reserve_is_found_by_device_not_by_scanning_a_state(tmp_path: 
         "SELECT r.* FROM reserves r JOIN devices d USING (device_id)"
         f" WHERE {store_module._SHOWN_RESERVE}"
     )
-    for sql in (store_module._check_in_sql(store.conn), shown):
+    for sql in (store_module._check_in_sql(store), shown):
         plan = [row[3] for row in store.conn.execute("EXPLAIN QUERY PLAN " + sql, ("dev_1",))]
         on_reserves = [step for step in plan if " r " in f"{step} "]
         assert on_reserves, plan

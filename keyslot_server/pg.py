@@ -1,0 +1,484 @@
+"""The PostgreSQL engine behind ``Database`` (keyslot_server.db): psycopg 3, no ORM.
+
+Connections: one per thread, opened on first use and kept (the gRPC worker
+pool is bounded, so the count is too), in autocommit mode with
+``default_transaction_read_only`` on. A read outside a unit is one
+statement with its own snapshot, as on SQLite; a write can only happen
+inside ``write()``, which opens ``BEGIN ISOLATION LEVEL SERIALIZABLE READ
+WRITE`` on the thread's connection. Reads inside the unit run on the same
+connection and see its work.
+
+Units of work: ``transact(body)`` runs ``body`` in one SERIALIZABLE
+transaction and, when PostgreSQL reports a serialization failure (40001)
+or a deadlock (40P01), rolls back and runs it again, with a short random
+back-off, up to ``MAX_ATTEMPTS`` times. Under SERIALIZABLE every
+read-check-write (D3's slot count, L-rule read-modify-writes, H1's
+claim-by-unique-key) either commits as if the units ran one at a time or
+fails and is re-run, so the stores keep their SQLite code: no row locks,
+no advisory locks, no LISTEN/NOTIFY. A unit that joins an outer one is not
+re-run on its own; the outermost is. ``on_commit`` callbacks of an attempt
+that is rolled back are dropped; they run once, after the final COMMIT.
+Commits are durable: ``synchronous_commit`` is on for every session.
+
+SQL: the stores write SQLite's spelling. ``translate`` turns ``?`` and
+``:name`` parameters into psycopg's, doubles a literal ``%``, and drops
+SQLite's index hints (``INDEXED BY``, ``NOT INDEXED``), once per statement
+text. Tables whose rows need an insertion order have a ``rowid`` identity
+column on PostgreSQL (SQLite's implicit one elsewhere); like SQLite's it
+is left out of ``SELECT *`` results unless the statement names it.
+
+Exact caches: ``watch_changes`` installs AFTER ROW triggers that append the
+changed keys to a transaction-local setting (``keyslot.changed``); the unit
+reads it just before COMMIT and tells the listeners after the COMMIT
+succeeded. An attempt that rolls back reports nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.adapt import Loader
+from sqlite_utils.db import NotFoundError
+
+from keyslot_server.dburl import DatabaseUnavailable, redacted
+from keyslot_server.observe import NOBODY, Observer
+
+T = TypeVar("T")
+
+# Serialization failures and deadlocks: the unit is rolled back whole, and re-run.
+RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
+MAX_ATTEMPTS = 40
+_FIRST_BACKOFF = 0.001  # seconds; doubles per attempt up to _MAX_BACKOFF, randomized
+_MAX_BACKOFF = 0.05
+# Session settings. lock_timeout: a unit waiting this long on a row lock gives up
+# (DatabaseUnavailable) instead of holding a worker thread for ever.
+SESSION = {
+    "default_transaction_read_only": "on",
+    "synchronous_commit": "on",
+    "lock_timeout": "10s",
+    "idle_in_transaction_session_timeout": "60s",
+}
+# Set KEYSLOT_DB_STRICT_UNITS=1 (the tests do) to refuse a write() that is not
+# inside a unit of work: such a write cannot be re-run after a serialization failure.
+STRICT_UNITS_ENV = "KEYSLOT_DB_STRICT_UNITS"
+
+log = logging.getLogger("keyslot.db")
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_HINTS = re.compile(r"\s+(?:INDEXED\s+BY\s+\w+|NOT\s+INDEXED\b)", re.IGNORECASE)
+_ROWID = re.compile(r"\browid\b", re.IGNORECASE)
+
+
+def translate(sql: str) -> str:
+    """SQLite-spelled SQL as psycopg takes it (module doc)."""
+    # A JSON array parameter as a table of its elements (as text; the SQL casts them).
+    sql = sql.replace("json_each(?)", "json_array_elements_text(CAST(? AS json))")
+    out: list[str] = []
+    quote = ""
+    i, n = 0, len(sql)
+    while i < n:
+        c = sql[i]
+        if quote:
+            out.append("%%" if c == "%" else c)  # psycopg reads % inside literals too
+            if c == quote:
+                quote = ""
+        elif c in "'\"":
+            quote = c
+            out.append(c)
+        elif c == "?":
+            out.append("%s")
+        elif c == "%":
+            out.append("%%")
+        elif c == ":" and i + 1 < n and (sql[i + 1].isalpha() or sql[i + 1] == "_"):
+            if i and sql[i - 1] == ":":  # a PostgreSQL cast (::type), kept
+                out.append(c)
+            else:
+                match = _NAME.match(sql, i + 1)
+                assert match is not None
+                out.append(f"%({match.group()})s")
+                i = match.end()
+                continue
+        else:
+            out.append(c)
+        i += 1
+    return _HINTS.sub("", "".join(out))
+
+
+class _NumericLoader(Loader):
+    """NUMERIC results (SUM of BIGINT) as int when whole, as on SQLite."""
+
+    def load(self, data: Any) -> Any:
+        text = bytes(data).decode()
+        return int(text) if "." not in text and "e" not in text.lower() else float(text)
+
+
+def _param(value: Any) -> Any:
+    # SQLite keeps booleans as 0/1 in INTEGER columns; the PostgreSQL schema does too.
+    if value is True or value is False:
+        return int(value)
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return value
+
+
+def _params(params: Any) -> Any:
+    if isinstance(params, dict):
+        return {k: _param(v) for k, v in params.items()}
+    return [_param(v) for v in params]
+
+
+class Session:
+    """One thread's connection, with the sqlite-utils-like surface the stores use."""
+
+    def __init__(self, engine: PostgresEngine, raw: psycopg.Connection) -> None:
+        self.engine = engine
+        self.raw = raw
+        self.in_tx = False
+        self.in_unit = False
+        self.callbacks: list[Callable[[], None]] = []
+
+    @property
+    def conn(self) -> Session:
+        return self
+
+    def execute(self, sql: str, params: Any = ()) -> psycopg.Cursor[Any]:
+        # Parameters always given (maybe none), so psycopg reads the doubled % back.
+        return self.raw.execute(self.engine.sql(sql), _params(params))
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        with self.raw.cursor() as cur:
+            cur.executemany(self.engine.sql(sql), [_params(r) for r in rows])
+
+    def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        cur = self.execute(sql, params)
+        if cur.description is None:
+            return []
+        names = [c.name for c in cur.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        if "rowid" in names and not _ROWID.search(sql):
+            for row in rows:  # as SQLite's "*", which leaves its rowid out
+                del row["rowid"]
+        return rows
+
+    def one(self, sql: str, params: Any = ()) -> dict[str, Any] | None:
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
+    def __getitem__(self, table: str) -> _Table:
+        return _Table(self, table)
+
+    def table(self, table: str) -> _Table:
+        return _Table(self, table)
+
+
+class _Table:
+    """The one-row insert, update and upsert (and insert_all) the stores call."""
+
+    def __init__(self, session: Session, name: str) -> None:
+        self.session = session
+        self.name = name
+
+    def insert(self, record: dict[str, Any]) -> _Table:
+        cols = tuple(record)
+        self.session.execute(
+            self.session.engine.statement("insert", self.name, cols), [*record.values()]
+        )
+        return self
+
+    def insert_all(self, records: Iterable[dict[str, Any]]) -> _Table:
+        rows = list(records)
+        if rows:
+            cols = tuple(rows[0])
+            sql = self.session.engine.statement("insert", self.name, cols)
+            self.session.executemany(sql, [[r[c] for c in cols] for r in rows])
+        return self
+
+    def update(self, pk_values: Any, updates: dict[str, Any] | None = None) -> _Table:
+        updates = updates or {}
+        keys = list(pk_values) if isinstance(pk_values, list | tuple) else [pk_values]
+        sql = self.session.engine.statement("update", self.name, tuple(updates))
+        if self.session.execute(sql, [*updates.values(), *keys]).rowcount != 1:
+            raise NotFoundError
+        return self
+
+    def upsert(self, record: dict[str, Any]) -> _Table:
+        sql = self.session.engine.statement("upsert", self.name, tuple(record))
+        self.session.execute(sql, [*record.values()])
+        return self
+
+
+class PostgresEngine:
+    """A PostgreSQL database named by a URL: a connection per thread, SERIALIZABLE units."""
+
+    def __init__(self, url: str, observer: Observer = NOBODY) -> None:
+        self.path = url
+        self.observer = observer
+        self.synchronous = "on"
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[psycopg.Connection] = []
+        self._sql: dict[str, str] = {}
+        self._statements: dict[tuple[str, str, tuple[str, ...]], str] = {}
+        self._pks: dict[str, tuple[str, ...]] = {}
+        self._listeners: list[Callable[[set[tuple[str, object]]], None]] = []
+        self._watched: dict[str, str] = {}
+        self._strict = os.environ.get(STRICT_UNITS_ENV) == "1"
+        self.commits = 0
+        self.bodies = 0
+        self.retries = 0  # attempts re-run after a serialization failure or deadlock
+        self.db  # noqa: B018 - connect now: a wrong URL is a start-up error, not the first call's
+
+    # -- connections -------------------------------------------------------
+
+    def connect(self, **options: Any) -> psycopg.Connection:
+        """A new connection with the session settings (module doc)."""
+        try:
+            raw = psycopg.connect(self.path, autocommit=True, connect_timeout=10, **options)
+        except psycopg.OperationalError as err:
+            raise DatabaseUnavailable(f"cannot connect to {redacted(self.path)}: {err}") from err
+        raw.adapters.register_loader("numeric", _NumericLoader)
+        for name, value in SESSION.items():
+            raw.execute(f"SET {name} = '{value}'")
+        with self._lock:
+            self._all.append(raw)
+        return raw
+
+    @property
+    def db(self) -> Session:
+        """This thread's session (reconnected if its connection was lost)."""
+        session: Session | None = getattr(self._local, "session", None)
+        if session is None or (session.raw.closed and not session.in_tx):
+            session = self._local.session = Session(self, self.connect())
+        return session
+
+    def in_write(self) -> bool:
+        session: Session | None = getattr(self._local, "session", None)
+        return session is not None and session.in_tx
+
+    # -- SQL ---------------------------------------------------------------
+
+    def sql(self, text: str) -> str:
+        done = self._sql.get(text)
+        if done is None:
+            if len(self._sql) > 8192:  # statements built with varying IN lists
+                self._sql.clear()
+            done = self._sql[text] = translate(text)
+        return done
+
+    def pks(self, table: str) -> tuple[str, ...]:
+        pks = self._pks.get(table)
+        if pks is None:
+            rows = self.db.raw.execute(
+                "SELECT a.attname FROM pg_index i JOIN pg_attribute a"
+                " ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
+                " WHERE i.indrelid = %s::regclass AND i.indisprimary"
+                " ORDER BY array_position(i.indkey, a.attnum)",
+                (table,),
+            ).fetchall()
+            pks = self._pks[table] = tuple(r[0] for r in rows)
+        return pks
+
+    def statement(self, op: str, table: str, columns: tuple[str, ...]) -> str:
+        """The SQL (SQLite spelling) of ``op`` on ``table`` for ``columns``, built once."""
+        key = (op, table, columns)
+        sql = self._statements.get(key)
+        if sql is None:
+            sql = self._statements[key] = self._build(op, table, columns)
+        return sql
+
+    def _build(self, op: str, table: str, columns: tuple[str, ...]) -> str:
+        cols = [f'"{c}"' for c in columns]
+        if op == "update":
+            sets = ", ".join(f"{c} = ?" for c in cols)
+            where = " AND ".join(f'"{k}" = ?' for k in self.pks(table))
+            return f'UPDATE "{table}" SET {sets} WHERE {where}'
+        insert = f'INSERT INTO "{table}" ({", ".join(cols)}) VALUES ({", ".join("?" * len(cols))})'
+        if op == "insert":
+            return insert
+        pks = self.pks(table)
+        sets = ", ".join(
+            f"{c} = excluded.{c}" for c, raw in zip(cols, columns, strict=True) if raw not in pks
+        )
+        keys = ", ".join(f'"{k}"' for k in pks)
+        return f"{insert} ON CONFLICT ({keys}) DO " + (f"UPDATE SET {sets}" if sets else "NOTHING")
+
+    # -- units of work -----------------------------------------------------
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One SERIALIZABLE transaction on this thread's connection (nested uses join it).
+
+        Returns once committed. A serialization failure or deadlock propagates
+        (``transact`` re-runs the unit); outside a unit it becomes
+        ``DatabaseUnavailable``, as does a lost connection.
+        """
+        session = self.db
+        if session.in_tx:
+            yield session
+            return
+        if self._strict and not session.in_unit:
+            raise RuntimeError("write() outside a unit of work (use Database.transact or @unit)")
+        callbacks: list[Callable[[], None]] = []
+        changed: set[tuple[str, object]] = set()
+        session.in_tx, session.callbacks = True, callbacks
+        raw = session.raw
+        try:
+            try:
+                raw.execute("BEGIN ISOLATION LEVEL SERIALIZABLE, READ WRITE")
+                yield session
+                if self._watched:
+                    noted = raw.execute(
+                        "SELECT current_setting('keyslot.changed', true)"
+                    ).fetchone()
+                    changed = _changes(noted[0] if noted else None)
+            except BaseException:
+                with suppress(psycopg.Error):
+                    if not raw.closed:
+                        raw.execute("ROLLBACK")
+                raise
+            try:
+                raw.execute("COMMIT")
+            except psycopg.OperationalError as err:
+                if isinstance(err, RETRYABLE):
+                    raise
+                raise DatabaseUnavailable(
+                    f"the outcome of a commit is unknown (connection lost: {err})"
+                ) from err
+        except RETRYABLE as err:
+            if not session.in_unit:
+                raise DatabaseUnavailable(f"the database is busy: {err}") from err
+            raise
+        except psycopg.OperationalError as err:
+            if isinstance(err, pg_errors.LockNotAvailable | pg_errors.QueryCanceled):
+                raise DatabaseUnavailable(f"a lock was not granted in time: {err}") from err
+            raise DatabaseUnavailable(f"the database connection failed: {err}") from err
+        finally:
+            session.in_tx, session.callbacks = False, []
+        self.commits += 1
+        self.bodies += 1
+        self.observer.group_committed(1)
+        if changed:
+            for listener in self._listeners:
+                listener(changed)
+        for callback in callbacks:
+            callback()
+
+    def transact(self, body: Callable[[], T]) -> T:
+        """``body()`` as one unit of work, re-run on a serialization failure (module doc)."""
+        session = self.db
+        if session.in_tx:
+            return body()
+        outer = session.in_unit
+        session.in_unit = True
+        delay = _FIRST_BACKOFF
+        try:
+            for attempt in range(1, MAX_ATTEMPTS + 1):
+                try:
+                    with self.write():
+                        return body()
+                except RETRYABLE as err:
+                    if attempt == MAX_ATTEMPTS:
+                        raise DatabaseUnavailable(
+                            f"gave up after {attempt} serialization failures: {err}"
+                        ) from err
+                    self.retries += 1
+                    time.sleep(random.uniform(0, delay))  # noqa: S311 - jitter, not a secret
+                    delay = min(delay * 2, _MAX_BACKOFF)
+            raise AssertionError("unreachable")
+        finally:
+            session.in_unit = outer
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Runs ``callback`` once the current unit commits; at once outside one."""
+        session: Session | None = getattr(self._local, "session", None)
+        if session is None or not session.in_tx:
+            callback()
+        else:
+            session.callbacks.append(callback)
+
+    # -- change capture (exact caches) ---------------------------------------
+
+    def watch_changes(
+        self, keys: dict[str, str], listener: Callable[[set[tuple[str, object]]], None]
+    ) -> None:
+        """Tells ``listener`` the (table, key) pairs each committed unit wrote (module doc)."""
+        raw = self.connect()
+        try:
+            raw.execute("SET default_transaction_read_only = off")
+            for attempt in range(MAX_ATTEMPTS):
+                try:
+                    with raw.transaction():
+                        raw.execute(_NOTE_FUNCTION)
+                        for table, column in keys.items():
+                            raw.execute(
+                                f"CREATE OR REPLACE TRIGGER keyslot_changed AFTER INSERT OR UPDATE"
+                                f' OR DELETE ON "{table}" FOR EACH ROW'
+                                f" EXECUTE FUNCTION keyslot_note_change('{column}')"
+                            )
+                    break
+                except (*RETRYABLE, pg_errors.UniqueViolation, pg_errors.InternalError_):
+                    if attempt == MAX_ATTEMPTS - 1:  # two services starting on one database
+                        raise
+                    time.sleep(random.uniform(0, 0.05))  # noqa: S311
+        finally:
+            raw.close()
+        self._watched.update(keys)
+        self._listeners.append(listener)
+
+    # -- reads -------------------------------------------------------------
+
+    def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        return self.db.query(sql, params)
+
+    def one(self, sql: str, params: Any = ()) -> dict[str, Any] | None:
+        return self.db.one(sql, params)
+
+    def close(self) -> None:
+        with self._lock:
+            for raw in self._all:
+                with suppress(psycopg.Error):
+                    raw.close()
+            self._all.clear()
+        self._local = threading.local()
+
+
+def _changes(noted: str | None) -> set[tuple[str, object]]:
+    changed: set[tuple[str, object]] = set()
+    for line in (noted or "").splitlines():
+        table, _, key = line.partition("\t")
+        if table:
+            changed.add((table, key))
+    return changed
+
+
+# Appends "table<TAB>key<LF>" for the old and new row to the transaction-local
+# setting keyslot.changed, once per key (see watch_changes).
+_NOTE_FUNCTION = """
+CREATE OR REPLACE FUNCTION keyslot_note_change() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  noted text := coalesce(current_setting('keyslot.changed', true), '');
+  entry text;
+BEGIN
+  IF TG_OP <> 'INSERT' THEN
+    entry := TG_TABLE_NAME || chr(9) || coalesce(to_jsonb(OLD) ->> TG_ARGV[0], '') || chr(10);
+    IF strpos(noted, entry) = 0 THEN noted := noted || entry; END IF;
+  END IF;
+  IF TG_OP <> 'DELETE' THEN
+    entry := TG_TABLE_NAME || chr(9) || coalesce(to_jsonb(NEW) ->> TG_ARGV[0], '') || chr(10);
+    IF strpos(noted, entry) = 0 THEN noted := noted || entry; END IF;
+  END IF;
+  PERFORM set_config('keyslot.changed', noted, true);
+  RETURN NULL;
+END $$
+"""
