@@ -109,7 +109,10 @@ def build(settings: Settings, clock: Clock | None = None) -> Running:
     # Off unless the OTEL_* variables ask for it; before the server and the license link.
     stop_tracing = otel.setup("keyslot-device")
     store = DeviceStore(
-        settings.db, check_in_cache_size=settings.check_in_cache_size, observer=observer
+        settings.db,
+        check_in_cache_size=settings.check_in_cache_size,
+        observer=observer,
+        units=settings.db_units,
     )
     license_peer = GrpcLicensePeer(
         settings.license_address,

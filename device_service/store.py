@@ -336,8 +336,9 @@ class DeviceStore(Database):
         synchronous: str = "FULL",
         check_in_cache_size: int = CHECK_IN_CACHE_SIZE,
         observer: Observer = NOBODY,
+        units: int = 1,
     ) -> None:
-        super().__init__(path, synchronous, observer)
+        super().__init__(path, synchronous, observer, units=units)
         migrate(self, MIGRATIONS)  # creates or upgrades the schema; refuses a newer one
         self.check_ins = CheckInCache(check_in_cache_size)
         if check_in_cache_size > 0:

@@ -477,14 +477,19 @@ class Database:
     """
 
     def __init__(
-        self, path: str | Path, synchronous: str = "FULL", observer: Observer = NOBODY
+        self,
+        path: str | Path,
+        synchronous: str = "FULL",
+        observer: Observer = NOBODY,
+        *,
+        units: int = 1,
     ) -> None:
         target = str(path)
         self.postgres = is_postgres(target)
         if self.postgres:
             from keyslot_server.pg import PostgresEngine  # psycopg loads only when used
 
-            self.engine: Any = PostgresEngine(target, observer)
+            self.engine: Any = PostgresEngine(target, observer, units=units)
         else:
             self.engine = SqliteEngine(target, synchronous, observer)
 

@@ -20,6 +20,19 @@ re-run on its own; the outermost is. ``on_commit`` callbacks of an attempt
 that is rolled back are dropped; they run once, after the final COMMIT.
 Commits are durable: ``synchronous_commit`` is on for every session.
 
+Concurrency: SERIALIZABLE is what keeps the data right, whatever runs at
+once; how many units one process runs at once is a matter of speed
+(``--db-units``, 1 by default, waiting at most ``GATE_TIMEOUT``). On the
+bench's tables (hundreds to thousands of rows, so every index is a few
+pages) PostgreSQL's predicate locks are page-grained, and 16 units at once
+made unrelated activations conflict: 7.7 re-runs per ActivateDevice and
+61/s; one at a time, 0 re-runs and 97/s (tests/bench, same machine). A
+process then queues its writers as the SQLite engine does; replicas of a
+service still run their units concurrently, and conflict only with each
+other. The gate is taken after any wait of the body's caller and released
+before the callbacks run, so a callback that waits (a feed's acks) never
+holds it.
+
 SQL: the stores write SQLite's spelling. ``translate`` turns ``?`` and
 ``:name`` parameters into psycopg's, doubles a literal ``%``, and drops
 SQLite's index hints (``INDEXED BY``, ``NOT INDEXED``), once per statement
@@ -58,9 +71,9 @@ T = TypeVar("T")
 
 # Serialization failures and deadlocks: the unit is rolled back whole, and re-run.
 RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
-MAX_ATTEMPTS = 40
+MAX_ATTEMPTS = 100
 _FIRST_BACKOFF = 0.001  # seconds; doubles per attempt up to _MAX_BACKOFF, randomized
-_MAX_BACKOFF = 0.05
+_MAX_BACKOFF = 0.1
 # Session settings. lock_timeout: a unit waiting this long on a row lock gives up
 # (DatabaseUnavailable) instead of holding a worker thread for ever.
 SESSION = {
@@ -69,6 +82,7 @@ SESSION = {
     "lock_timeout": "10s",
     "idle_in_transaction_session_timeout": "60s",
 }
+GATE_TIMEOUT = 30.0
 # Set KEYSLOT_DB_STRICT_UNITS=1 (the tests do) to refuse a write() that is not
 # inside a unit of work: such a write cannot be re-run after a serialization failure.
 STRICT_UNITS_ENV = "KEYSLOT_DB_STRICT_UNITS"
@@ -146,6 +160,8 @@ class Session:
         self.raw = raw
         self.in_tx = False
         self.in_unit = False
+        # BEGIN not sent yet: it goes in one round trip with the unit's first statement.
+        self.begin_pending = False
         self.callbacks: list[Callable[[], None]] = []
 
     @property
@@ -154,9 +170,19 @@ class Session:
 
     def execute(self, sql: str, params: Any = ()) -> psycopg.Cursor[Any]:
         # Parameters always given (maybe none), so psycopg reads the doubled % back.
+        if self.begin_pending:
+            with self.raw.pipeline():  # BEGIN and the statement: one round trip
+                self.raw.execute(BEGIN)
+                self.raw.execute(NO_SEQSCAN)
+                self.begin_pending = False
+                return self.raw.execute(self.engine.sql(sql), _params(params))
         return self.raw.execute(self.engine.sql(sql), _params(params))
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        if self.begin_pending:
+            self.raw.execute(BEGIN)
+            self.raw.execute(NO_SEQSCAN)
+            self.begin_pending = False
         with self.raw.cursor() as cur:
             cur.executemany(self.engine.sql(sql), [_params(r) for r in rows])
 
@@ -221,7 +247,7 @@ class _Table:
 class PostgresEngine:
     """A PostgreSQL database named by a URL: a connection per thread, SERIALIZABLE units."""
 
-    def __init__(self, url: str, observer: Observer = NOBODY) -> None:
+    def __init__(self, url: str, observer: Observer = NOBODY, *, units: int = 1) -> None:
         self.path = url
         self.observer = observer
         self.synchronous = "on"
@@ -234,6 +260,8 @@ class PostgresEngine:
         self._listeners: list[Callable[[set[tuple[str, object]]], None]] = []
         self._watched: dict[str, str] = {}
         self._strict = os.environ.get(STRICT_UNITS_ENV) == "1"
+        # At most this many units at once in this process (module doc, "Concurrency").
+        self._gate = threading.BoundedSemaphore(units)
         self.commits = 0
         self.bodies = 0
         self.retries = 0  # attempts re-run after a serialization failure or deadlock
@@ -331,24 +359,27 @@ class PostgresEngine:
             raise RuntimeError("write() outside a unit of work (use Database.transact or @unit)")
         callbacks: list[Callable[[], None]] = []
         changed: set[tuple[str, object]] = set()
+        if not self._gate.acquire(timeout=GATE_TIMEOUT):
+            raise DatabaseUnavailable(f"no unit of work could start in {GATE_TIMEOUT:g} s")
+        gated = True
         session.in_tx, session.callbacks = True, callbacks
         raw = session.raw
+        session.begin_pending = True
         try:
             try:
-                raw.execute("BEGIN ISOLATION LEVEL SERIALIZABLE, READ WRITE")
                 yield session
-                if self._watched:
-                    noted = raw.execute(
-                        "SELECT current_setting('keyslot.changed', true)"
-                    ).fetchone()
-                    changed = _changes(noted[0] if noted else None)
             except BaseException:
                 with suppress(psycopg.Error):
-                    if not raw.closed:
+                    if not session.begin_pending and not raw.closed:
                         raw.execute("ROLLBACK")
                 raise
             try:
-                raw.execute("COMMIT")
+                if not session.begin_pending:  # else the unit ran no statement
+                    with raw.pipeline():  # the change report and COMMIT: one round trip
+                        noted = raw.execute(_NOTED) if self._watched else None
+                        raw.execute("COMMIT")
+                    row = noted.fetchone() if noted is not None else None
+                    changed = _changes(row[0] if row else None)
             except psycopg.OperationalError as err:
                 if isinstance(err, RETRYABLE):
                     raise
@@ -364,7 +395,9 @@ class PostgresEngine:
                 raise DatabaseUnavailable(f"a lock was not granted in time: {err}") from err
             raise DatabaseUnavailable(f"the database connection failed: {err}") from err
         finally:
-            session.in_tx, session.callbacks = False, []
+            session.in_tx, session.callbacks, session.begin_pending = False, [], False
+            if gated:
+                self._gate.release()
         self.commits += 1
         self.bodies += 1
         self.observer.group_committed(1)
@@ -461,6 +494,13 @@ def _changes(noted: str | None) -> set[tuple[str, object]]:
             changed.add((table, key))
     return changed
 
+
+BEGIN = "BEGIN ISOLATION LEVEL SERIALIZABLE, READ WRITE"
+# A sequential scan takes a predicate lock on the whole table, so under SERIALIZABLE
+# it conflicts with every concurrent write of that table; small tables (a few pages)
+# get one by default. Inside units the planner uses an index wherever one applies.
+NO_SEQSCAN = "SET LOCAL enable_seqscan = off"
+_NOTED = "SELECT current_setting('keyslot.changed', true)"
 
 # Appends "table<TAB>key<LF>" for the old and new row to the transaction-local
 # setting keyslot.changed, once per key (see watch_changes).

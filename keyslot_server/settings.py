@@ -113,6 +113,12 @@ class ServerSettings:
     # between the two; under one shared name, setting it for one changes the other.
     grace: float = setting(5.0, "seconds in-flight calls get at shutdown", check=not_negative)
     workers: int = setting(16, "RPC worker threads", check=positive)
+    db_units: int = setting(
+        1,
+        "PostgreSQL only: units of work (write transactions) this process runs at once;"
+        ' more overlap commits but conflict more (README "PostgreSQL")',
+        check=positive,
+    )
     sweep_interval: float = setting(30.0, "seconds between background sweeps", check=positive)
     log_calls: bool = setting(True, "1 to log one line per call, 0 not to")
     metrics_listen: str = setting("", "host:port of the Prometheus /metrics endpoint; unset: off")

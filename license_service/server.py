@@ -55,7 +55,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Running:
     tokens = auth.TokenFile.load(settings.tokens_file, clock)
     # Off unless the OTEL_* variables ask for it; before the server, which takes its interceptor.
     stop_tracing = otel.setup("keyslot-license")
-    store = LicenseStore(settings.db, observer=observer)
+    store = LicenseStore(settings.db, observer=observer, units=settings.db_units)
     window = timedelta(seconds=settings.lookup_window)
     lookups = FailureBudget(store, settings.lookup_budget, window)  # S3, in the database
     ops = LicenseOps(store)

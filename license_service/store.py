@@ -263,8 +263,9 @@ class LicenseStore(Database):
         synchronous: str = "FULL",
         feed: CodeFeed | None = None,
         observer: Observer = NOBODY,
+        units: int = 1,
     ) -> None:
-        super().__init__(path, synchronous, observer)
+        super().__init__(path, synchronous, observer, units=units)
         migrate(self, MIGRATIONS)  # creates or upgrades the schema; refuses a newer one
         # Told of every committed code change, for the watchers' caches.
         self.feed = feed or CodeFeed()

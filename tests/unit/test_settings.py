@@ -45,6 +45,8 @@ SHARED_FLAGS = {
     "--tls-cert",
     "--tls-key",
     "--plaintext",
+    # The PostgreSQL engine (issue 20).
+    "--db-units",
 }
 FLAGS = {
     LicenseSettings: SHARED_FLAGS
