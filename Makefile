@@ -9,6 +9,8 @@ PROTOS := $(sort $(shell find protos -name '*.proto'))
 GEN_OUT := clients
 QUICK ?=
 PLAINTEXT ?=
+# `make run DB=postgres`, `make chaos DB=postgres`: the services' engine (sqlite or postgres).
+DB ?= sqlite
 
 .PHONY: all setup gen lint test chaos run bench proto-baseline docs clean distclean FORCE
 
@@ -64,17 +66,21 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/mypy clients/keyslot/client.py clients/keyslot/errors.py $(filter-out clients/keyslot/client.py,$(wildcard clients/keyslot/cli*.py))
 
+# Two tiers at once (tests/tiers.py), each ending with a line "engine <name>: N passed":
+# the whole suite on SQLite, and the e2e suite (crash tests included) again with both
+# services on PostgreSQL, in a throwaway cluster the tests start (tests/pg.py).
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/python -m tests.tiers
 
 # Randomized crash-and-race rounds against both services (tests/chaos.py).
 ROUNDS ?= 10
 SEED ?= 1
 chaos: $(STAMP)
-	$(BIN)/python -m tests.chaos --rounds $(ROUNDS) --seed $(SEED)
+	KEYSLOT_TEST_ENGINE=$(DB) $(BIN)/python -m tests.chaos --rounds $(ROUNDS) --seed $(SEED)
 
+# DB=postgres: both services on a throwaway local PostgreSQL cluster, removed on Ctrl-C.
 run: $(STAMP)
-	$(BIN)/python -m keyslot_server.devrun
+	$(BIN)/python -m keyslot_server.devrun --engine $(DB)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(if $(QUICK),--quick,) $(if $(PLAINTEXT),--plaintext,)

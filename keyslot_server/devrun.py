@@ -5,23 +5,35 @@ The first time it creates a development CA and certificates under var/tls/
 mutual-TLS peer port with its client certificate) and the development tokens:
 their hashes in var/tokens.json, the tokens in var/credentials.json (0600),
 which the keyslot CLI reads. It prints where they are and a first call.
+
+The databases are var/license.db and var/device.db (SQLite). With
+``--engine postgres`` (`make run DB=postgres`) they are two databases in a
+throwaway PostgreSQL cluster started for the run (fsync on, as deployed)
+under /var/tmp, which the postgres user can reach (var/ is 0700), and
+stopped and removed when both services have stopped.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from keyslot_server import tls, tokens
+from keyslot_server import pgcluster, tls, tokens
+from keyslot_server.dburl import redacted
 from keyslot_server.files import private_dir, private_file
 
 VAR = Path("var")
@@ -31,6 +43,10 @@ TLS_DIR = VAR / "tls"
 LICENSE = "127.0.0.1:50051"
 LICENSE_PEER = "127.0.0.1:50053"  # the mutual-TLS port only the device service calls
 DEVICE = "127.0.0.1:50052"
+ENGINES = ("sqlite", "postgres")
+# A local run's cluster: on disk (it is durable, unlike the tests' in memory), and not
+# under var/, whose 0700 the postgres user the server runs as cannot search.
+PG_PARENT = Path("/var/tmp")
 
 # The development callers: (credential key, kind, name), one token each.
 DEV_CALLERS = (
@@ -122,7 +138,60 @@ def wait_serving(
     return False
 
 
-def main() -> int:
+class DatabaseCluster(Protocol):
+    """What a run needs of a cluster (pgcluster.Cluster; a fake in tests)."""
+
+    directory: Path
+
+    def create_database(self, name: str) -> str: ...
+
+    def stop(self) -> None: ...
+
+
+def start_cluster(parent: Path = PG_PARENT) -> pgcluster.Cluster:
+    """A throwaway durable cluster in a new directory under ``parent`` (else the temp dir)."""
+    if not parent.is_dir():
+        parent = Path(tempfile.gettempdir())
+    directory = tempfile.mkdtemp(prefix="keyslot-dev-pg-", dir=parent)
+    try:
+        return pgcluster.Cluster.start(directory, durable=True)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)  # no server binaries: nothing was made
+        raise
+
+
+def postgres_databases(cluster: DatabaseCluster) -> dict[str, str]:
+    """The license and device databases of a run, created in ``cluster``: their URLs."""
+    return {
+        service: cluster.create_database(f"keyslot_{service}") for service in ("license", "device")
+    }
+
+
+def sqlite_databases() -> dict[str, str]:
+    """The license and device databases of a SQLite run: files under var/."""
+    return {service: str(VAR / f"{service}.db") for service in ("license", "device")}
+
+
+def database_lines(databases: dict[str, str]) -> list[str]:
+    """A line per service naming its database, a URL's password redacted."""
+    return [
+        f"  {service + ' database':17}{redacted(target)}" for service, target in databases.items()
+    ]
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="make run", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="sqlite",
+        help="sqlite: var/*.db (the default); postgres: a throwaway local cluster",
+    )
+    return parser.parse_args(list(argv))
+
+
+def main(argv: Sequence[str] = ()) -> int:
+    args = parse_args(argv)
     addresses = {
         "license service": LICENSE,
         "device service": DEVICE,
@@ -139,6 +208,25 @@ def main() -> int:
         return 1
     pki = tls.dev_pki(TLS_DIR)
     credentials = dev_tokens()
+    if args.engine == "sqlite":
+        return serve(pki, credentials, sqlite_databases())
+    try:
+        cluster = start_cluster()
+    except pgcluster.ClusterError as err:
+        print(f"cannot start PostgreSQL: {err}", file=sys.stderr)
+        return 1
+    try:
+        databases = postgres_databases(cluster)
+        print(f"PostgreSQL started in {cluster.directory} (removed when keyslot stops):")
+        print("\n".join(database_lines(databases)), flush=True)
+        return serve(pki, credentials, databases)
+    finally:
+        print(f"stopping PostgreSQL and removing {cluster.directory}", flush=True)
+        cluster.stop()
+
+
+def serve(pki: tls.DevPki, credentials: dict[str, str], databases: dict[str, str]) -> int:
+    """Starts both services on ``databases`` (license, device) and waits until both stop."""
     env = dict(os.environ, KEYSLOT_TOKENS_FILE=str(TOKENS))
     procs = [
         subprocess.Popen(
@@ -149,7 +237,7 @@ def main() -> int:
                 "--listen",
                 LICENSE,
                 "--db",
-                str(VAR / "license.db"),
+                databases["license"],
                 *pki.license_args(),
                 "--peer-listen",
                 LICENSE_PEER,
@@ -164,7 +252,7 @@ def main() -> int:
                 "--listen",
                 DEVICE,
                 "--db",
-                str(VAR / "device.db"),
+                databases["device"],
                 *pki.device_args(),
                 "--license-address",
                 LICENSE_PEER,
@@ -223,4 +311,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

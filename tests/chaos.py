@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -51,7 +50,7 @@ from keyslot.license.v1 import license_service_pb2 as lpb
 from keyslot.license.v1 import license_service_pb2_grpc as lpb_grpc
 
 from tests.e2e.device_support import Account, connect, issue, new_account, product, subscribe
-from tests.harness import TOKENS, Caller, Proc, Services, rich_error
+from tests.harness import TOKENS, Caller, Proc, ReadFailed, Services, rich_error
 from tests.invariants import (
     Snapshot,
     device_rows,
@@ -491,8 +490,8 @@ class Load:
                     self.services,
                     "SELECT code, COUNT(*) AS n FROM slots WHERE state != 'RELEASED' GROUP BY code",
                 )
-            except sqlite3.Error:
-                continue  # the file is being recovered after a kill: next sample
+            except ReadFailed:
+                continue  # a SQLite file is being recovered after a kill: next sample
             for row in rows:
                 limit = self.world.max_devices.get(row["code"])
                 if limit is not None and row["n"] > limit and row["code"] not in seen:

@@ -4,6 +4,11 @@ Each service binds 127.0.0.1:0 and reports its port on stdout; the harness
 reads it from the log file, waits for health SERVING, and can stop
 (SIGTERM), kill -9 and restart a service on the same port and database.
 
+The databases are SQLite files in the work directory, or, with
+``KEYSLOT_TEST_ENGINE=postgres`` (or ``Services(engine="postgres")``), two
+fresh databases in the process's throwaway PostgreSQL cluster (tests/pg.py).
+Tests read them through ``Services.read`` / ``Services.rows`` on either engine.
+
 By default both serve TLS with a development CA made for the pair (S5), and
 the device service calls the license service's mutual-TLS peer port with its
 client certificate; ``Services(tls=False)`` runs them plaintext on loopback.
@@ -16,9 +21,13 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -33,6 +42,7 @@ from keyslot.license.v1 import license_service_pb2_grpc as lpb_grpc
 from keyslot_server.auth import hash_token
 from keyslot_server.clock import format_rfc3339, parse_rfc3339
 from keyslot_server.tls import dev_pki
+from tests import pg
 
 ROOT = Path(__file__).resolve().parents[1]
 START = datetime.fromisoformat("2026-01-01T00:00:00+00:00")
@@ -188,6 +198,10 @@ class Proc:
             raise RuntimeError(f"{self.name} did not start:\n{self.log.read_text()}")
         wait_serving(self.address, service_name, timeout, self.ca)
 
+    def arg(self, flag: str) -> str:
+        """The value of ``flag`` in the start arguments."""
+        return self.args[self.args.index(flag) + 1]
+
     def set_arg(self, flag: str, value: str) -> None:
         """Replaces the value of ``flag`` in the start arguments (adds it if absent)."""
         if flag in self.args:
@@ -247,12 +261,113 @@ LICENSE_SERVICE = "keyslot.license.v1.LicenseService"
 DEVICE_SERVICE = "keyslot.device.v1.DeviceService"
 
 
+class ReadFailed(Exception):
+    """A test's read of a service's database failed (a SQLite file mid-recovery, say)."""
+
+
+class DatabaseView:
+    """One service's database, read-only, inside one read transaction (one moment).
+
+    ``rows`` takes SQLite's ``?`` parameters on either engine. On PostgreSQL
+    ``SELECT *`` also returns the ``rowid`` column some tables have there.
+    """
+
+    def __init__(self, conn: Any, postgres: bool) -> None:
+        self._conn = conn
+        self._postgres = postgres
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """The rows of ``sql``, each a dict by column name."""
+        if self._postgres:
+            # psycopg's parameters are %s, so a literal % is doubled.
+            sql = sql.replace("%", "%%").replace("?", "%s")
+        return [dict(row) for row in self._conn.execute(sql, tuple(params))]
+
+    def tables(self) -> list[str]:
+        """The names of the database's own tables, sorted."""
+        if self._postgres:
+            sql = (
+                "SELECT table_name AS name FROM information_schema.tables"
+                " WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
+            )
+        else:
+            sql = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        return sorted(row["name"] for row in self.rows(sql))
+
+
+@contextmanager
+def read_sqlite(path: str) -> Iterator[DatabaseView]:
+    """A read-only view of the SQLite file ``path``; its errors are raised as ReadFailed."""
+    try:
+        with closing(
+            sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        ) as conn:
+            conn.row_factory = sqlite3.Row
+            conn.execute("BEGIN")  # one snapshot for every statement of the view
+            yield DatabaseView(conn, postgres=False)
+    except sqlite3.Error as err:
+        raise ReadFailed(f"reading {path}: {err}") from err
+
+
+class PostgresReader:
+    """Read-only views of one PostgreSQL database over one connection, kept open.
+
+    Connecting costs about 20 ms, and the S4 checks read both databases
+    around each of some 1,800 calls. A lock lets threads (chaos's D3 sampler)
+    share it; a failed connection is replaced at the next read.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._conn: Any = None
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def view(self) -> Iterator[DatabaseView]:
+        """One REPEATABLE READ, READ ONLY transaction; errors are raised as ReadFailed."""
+        import psycopg  # only PostgreSQL runs pay for it
+        from psycopg.rows import dict_row
+
+        with self._lock:
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = psycopg.connect(
+                        self.url, autocommit=True, row_factory=dict_row, connect_timeout=10
+                    )
+                    self._conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+                    self._conn.read_only = True
+                with self._conn.transaction():
+                    yield DatabaseView(self._conn, postgres=True)
+            except psycopg.Error as err:
+                self.close()
+                raise ReadFailed(f"reading {self.url}: {err}") from err
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
 class Services:
-    """Both services, started in ``workdir`` with a shared tokens file and clock."""
+    """Both services, started in ``workdir`` with a shared tokens file and clock.
+
+    ``engine`` is ``sqlite`` (files in ``workdir``) or ``postgres`` (two fresh
+    databases in the process's cluster); by default ``$KEYSLOT_TEST_ENGINE``.
+    A restart or a kill -9 keeps the same databases; on PostgreSQL ``stop()``
+    drops them, so a stopped pair is not started again.
+    """
 
     def __init__(
-        self, workdir: Path, extra_env: dict[str, str] | None = None, *, tls: bool = True
+        self,
+        workdir: Path,
+        extra_env: dict[str, str] | None = None,
+        *,
+        tls: bool = True,
+        engine: str | None = None,
     ) -> None:
+        self.engine = engine or pg.engine()
+        if self.engine not in pg.ENGINES:
+            raise ValueError(f"engine {self.engine!r}: expected one of {', '.join(pg.ENGINES)}")
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.tokens_file = workdir / "tokens.json"
@@ -272,13 +387,24 @@ class Services:
                 "KEYSLOT_LICENSE_GRACE": "3",
                 "KEYSLOT_DEVICE_GRACE": "3",
                 "PYTHONUNBUFFERED": "1",
+                # On PostgreSQL a write outside a unit of work (which could not be
+                # re-run after a serialization failure) is an error, not a risk.
+                "KEYSLOT_DB_STRICT_UNITS": "1",
             }
         )
         env.update(extra_env or {})
-        license_args = ["--db", str(workdir / "license.db")]
+        # Dropped by stop() (PostgreSQL); SQLite files stay in workdir with the logs.
+        self._pg_databases: list[str] = []
+        self._dropped = False
+        self._readers: dict[str, PostgresReader] = {}
+        if self.engine == "postgres":
+            license_db, device_db = (self._new_pg_database(s) for s in ("license", "device"))
+        else:
+            license_db, device_db = str(workdir / "license.db"), str(workdir / "device.db")
+        license_args = ["--db", license_db]
         device_args = [
             "--db",
-            str(workdir / "device.db"),
+            device_db,
             "--peer-credentials",
             str(self.credentials_file),
         ]
@@ -306,7 +432,43 @@ class Services:
         )
         self._channels: list[grpc.Channel] = []
 
+    def _new_pg_database(self, service: str) -> str:
+        name, url = pg.new_database(service)
+        self._pg_databases.append(name)
+        return url
+
+    @property
+    def license_db(self) -> str:
+        """The license service's ``--db``: a SQLite file's path or a postgresql:// URL."""
+        return self.license.arg("--db")
+
+    @property
+    def device_db(self) -> str:
+        """The device service's ``--db``: a SQLite file's path or a postgresql:// URL."""
+        return self.device.arg("--db")
+
+    @contextmanager
+    def read(self, service: str) -> Iterator[DatabaseView]:
+        """A read-only view of ``service``'s database ("license" or "device"), one moment."""
+        target = {"license": self.license_db, "device": self.device_db}[service]
+        if not target.startswith("postgresql://"):
+            with read_sqlite(target) as view:
+                yield view
+            return
+        reader = self._readers.get(service)
+        if reader is None or reader.url != target:
+            reader = self._readers[service] = PostgresReader(target)
+        with reader.view() as view:
+            yield view
+
+    def rows(self, service: str, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """The rows of ``sql`` (``?`` parameters) in ``service``'s database, read-only."""
+        with self.read(service) as view:
+            return view.rows(sql, params)
+
     def start(self) -> Services:
+        if self._dropped:
+            raise RuntimeError("this pair was stopped and its databases dropped: make a new one")
         self.start_license()
         self.start_device()
         return self
@@ -343,6 +505,12 @@ class Services:
                     proc.terminate()
                 except subprocess.TimeoutExpired:
                     proc.kill()
+        for reader in self._readers.values():
+            reader.close()
+        # Each database is a copy of the template in memory: not kept till the session ends.
+        while self._pg_databases:
+            pg.drop_database(self._pg_databases.pop())
+            self._dropped = True
 
     @property
     def ca(self) -> Path | None:

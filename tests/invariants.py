@@ -2,17 +2,15 @@
 
 Each check returns a list of violations (one readable line each) instead of
 asserting, so a long randomized run can report all of them at once; a test
-asserts the list is empty. The device side is read straight from its SQLite
-file (read-only); the license side through the peer token (GetGrant,
-GetCode), as the device service itself sees it.
+asserts the list is empty. The device side is read straight from its database
+(read-only, SQLite or PostgreSQL); the license side through the peer token
+(GetGrant, GetCode), as the device service itself sees it.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections import Counter
-from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,11 +34,8 @@ AT_ONCE = ("ACTIVATE", "ACCOUNT")
 
 
 def device_rows(services: Services, sql: str, params: tuple = ()) -> list[Row]:  # type: ignore[type-arg]
-    """Rows of the device service's database, read-only."""
-    uri = f"file:{services.workdir / 'device.db'}?mode=ro"
-    with closing(sqlite3.connect(uri, uri=True)) as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(r) for r in conn.execute(sql, params)]
+    """Rows of the device service's database, read-only (``?`` parameters)."""
+    return services.rows("device", sql, params)
 
 
 @dataclass
@@ -73,12 +68,8 @@ class Snapshot:
 
 def snapshot(services: Services) -> Snapshot:
     """All the tables the checks read, in one read transaction (one consistent moment)."""
-    uri = f"file:{services.workdir / 'device.db'}?mode=ro"
-    with closing(sqlite3.connect(uri, uri=True, isolation_level=None)) as conn:
-        conn.row_factory = sqlite3.Row
-        conn.execute("BEGIN")
-        tables = {t: [dict(r) for r in conn.execute(f"SELECT * FROM {t}")] for t in TABLES}  # noqa: S608
-        conn.execute("COMMIT")
+    with services.read("device") as db:
+        tables = {t: db.rows(f"SELECT * FROM {t}") for t in TABLES}  # noqa: S608
     return Snapshot(tables)
 
 

@@ -12,10 +12,8 @@ license side agrees (H4), and the freed slot is usable by another device.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ from tests.e2e.device_support import (
     subscribe,
 )
 from tests.harness import Services, rich_error, wait_for
+from tests.invariants import device_rows as _rows
 
 
 @pytest.fixture(scope="module")
@@ -80,13 +79,6 @@ class Held:
     def reason(self) -> str:
         assert self.error is not None, f"expected a refusal, got {self.result}"
         return rich_error(self.error).reason
-
-
-def _rows(services: Services, sql: str, params: tuple = ()) -> list[dict]:  # type: ignore[type-arg]
-    uri = f"file:{services.workdir / 'device.db'}?mode=ro"
-    with closing(sqlite3.connect(uri, uri=True)) as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(r) for r in conn.execute(sql, params)]
 
 
 def _disconnect(services: Services, account: Account, device_id: str) -> dpb.Device:

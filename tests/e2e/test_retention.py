@@ -9,8 +9,6 @@ read from the databases themselves (read-only), as an operator would.
 from __future__ import annotations
 
 import secrets
-import sqlite3
-from contextlib import closing
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -40,25 +38,18 @@ PAST_ALL_HISTORY = HISTORY + timedelta(days=1)
 DEVICES = 4
 
 
-def _rows(services: Services, db: str, sql: str, params: tuple = ()) -> list[tuple]:  # type: ignore[type-arg]
-    uri = f"file:{services.workdir / db}?mode=ro"
-    with closing(sqlite3.connect(uri, uri=True)) as conn:
-        return conn.execute(sql, params).fetchall()
+def _rows(services: Services, service: str, sql: str, params: tuple = ()) -> list[tuple]:  # type: ignore[type-arg]
+    return [tuple(row.values()) for row in services.rows(service, sql, params)]
 
 
 def _counts(services: Services) -> dict[str, int]:
     """Rows per table of both databases, as ``device.slots`` / ``license.grants``."""
     counts = {}
     for service in ("device", "license"):
-        db = f"{service}.db"
-        tables = _rows(
-            services,
-            db,
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
-        )
-        for (table,) in tables:
-            [(n,)] = _rows(services, db, f"SELECT COUNT(*) FROM {table}")  # noqa: S608
-            counts[f"{service}.{table}"] = n
+        with services.read(service) as db:
+            for table in db.tables():
+                [row] = db.rows(f"SELECT COUNT(*) AS n FROM {table}")  # noqa: S608
+                counts[f"{service}.{table}"] = row["n"]
     return counts
 
 
@@ -189,7 +180,7 @@ def test_retention_row_counts_stay_bounded_under_repeated_load(fresh_services: S
         assert checked.device.current_code == fleet.b and checked.code.code == fleet.b
         held = _rows(
             services,
-            "device.db",
+            "device",
             "SELECT code, state FROM slots WHERE device_id = ?",
             (device.device_id,),
         )
@@ -238,14 +229,14 @@ def test_h1_replay_just_before_retention_returns_first_answer(fresh_services: Se
     services.clock.advance(RETENTION - timedelta(minutes=1))
     wait_for(
         lambda: (
-            not _rows(services, "device.db", _OUTCOME, ("marker",))
-            and not _rows(services, "license.db", _REQUEST, ("marker",))
+            not _rows(services, "device", _OUTCOME, ("marker",))
+            and not _rows(services, "license", _REQUEST, ("marker",))
         ),
         "the sweepers to prune the older markers",
     )
     # The requests under test are still there: the answers below come from them.
-    assert _rows(services, "device.db", _OUTCOME, ("send-1",))
-    assert _rows(services, "license.db", _REQUEST, ("issue-1",))
+    assert _rows(services, "device", _OUTCOME, ("send-1",))
+    assert _rows(services, "license", _REQUEST, ("issue-1",))
     again = services.device_as(credential).ActivateDevice(activation)
     assert again.code.code == first_activation.code.code == code
     assert again.device.current_code == code
@@ -260,8 +251,8 @@ def test_h1_replay_just_before_retention_returns_first_answer(fresh_services: Se
     services.clock.advance(timedelta(minutes=2))
     wait_for(
         lambda: (
-            not _rows(services, "device.db", "SELECT 1 FROM request_outcomes")
-            and not _rows(services, "license.db", _REQUEST, ("issue-1",))
+            not _rows(services, "device", "SELECT 1 FROM request_outcomes")
+            and not _rows(services, "license", _REQUEST, ("issue-1",))
         ),
         "the sweepers to prune the request ids under test",
     )
@@ -320,5 +311,5 @@ def test_d4_recent_delivery_outlives_its_handshake(fresh_services: Services) -> 
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     checked = services.device_as(credential).CheckIn(dpb.CheckInRequest())
     assert checked.device.current_code == code
-    slots = _rows(services, "device.db", "SELECT code, state FROM slots")
+    slots = _rows(services, "device", "SELECT code, state FROM slots")
     assert slots == [(code, "ACTIVE")]

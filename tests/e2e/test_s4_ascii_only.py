@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -171,14 +169,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 def snapshot(services: Services) -> dict[str, str]:
     """Each table of both databases as a row count and a digest of its rows (read-only)."""
     out = {}
-    for name in ("license.db", "device.db"):
-        uri = f"file:{services.workdir / name}?mode=ro"
-        with closing(sqlite3.connect(uri, uri=True)) as conn:
-            tables = conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-            ).fetchall()
-            for (table,) in tables:
-                rows = sorted(repr(r) for r in conn.execute(f'SELECT * FROM "{table}"'))  # noqa: S608
+    for name in ("license", "device"):
+        with services.read(name) as db:
+            for table in db.tables():
+                rows = sorted(repr(r) for r in db.rows(f'SELECT * FROM "{table}"'))  # noqa: S608
                 digest = hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
                 out[f"{name}:{table}"] = f"{len(rows)} rows {digest}"
     return out

@@ -13,9 +13,7 @@ import base64
 import hashlib
 import json
 import secrets
-import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import closing
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -626,14 +624,10 @@ def fill(
 def snapshot(services: Services) -> dict[str, str]:
     """Each table of both databases as a digest of its rows (read-only connections)."""
     out = {}
-    for name in ("license.db", "device.db"):
-        uri = f"file:{services.workdir / name}?mode=ro"
-        with closing(sqlite3.connect(uri, uri=True)) as conn:
-            tables = conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-            ).fetchall()
-            for (table,) in tables:
-                rows = sorted(repr(r) for r in conn.execute(f'SELECT * FROM "{table}"'))  # noqa: S608
+    for name in ("license", "device"):
+        with services.read(name) as db:
+            for table in db.tables():
+                rows = sorted(repr(r) for r in db.rows(f'SELECT * FROM "{table}"'))  # noqa: S608
                 out[f"{name}:{table}"] = hashlib.sha256("\n".join(rows).encode()).hexdigest()
     return out
 
@@ -647,10 +641,10 @@ UNTOUCHED = (
 # A rule refusal (FAILED_PRECONDITION, NOT_FOUND, ...) may leave only the record a retry is
 # answered from (H1) and a handshake's intent row with its aborted grant (H4).
 REPLAY_TABLES = (
-    "license.db:requests",
-    "license.db:grants",
-    "device.db:request_outcomes",
-    "device.db:handshakes",
+    "license:requests",
+    "license:grants",
+    "device:request_outcomes",
+    "device:handshakes",
 )
 
 

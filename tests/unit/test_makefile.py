@@ -18,6 +18,7 @@ def make(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     # Not the variables of a `make test` this may run under (PYTHON=... among them).
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     env.pop("PYTHON", None)
+    env.pop("DB", None)
     return subprocess.run(
         ["make", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False
     )
@@ -76,3 +77,16 @@ def test_a_venv_of_another_python_is_rebuilt_only_when_one_is_asked_for(scratch:
     newer = fake_python(scratch / "bin" / "python3.13", "3.13.0")
     plan = make("-n", "setup", f"PYTHON={newer}", cwd=scratch)
     assert f"{newer} -m venv --clear .venv" in plan.stdout
+
+
+def test_make_test_runs_both_tiers() -> None:
+    plan = make("-n", "test")
+    assert plan.returncode == 0, plan.stderr
+    # What the runner runs: tests/unit/test_tiers.py.
+    assert plan.stdout.splitlines()[-1] == ".venv/bin/python -m tests.tiers"
+
+
+def test_make_run_is_on_sqlite_unless_db_says_postgres() -> None:
+    assert make("-n", "run").stdout.splitlines()[-1].endswith("devrun --engine sqlite")
+    postgres = make("-n", "run", "DB=postgres").stdout.splitlines()[-1]
+    assert postgres.endswith("devrun --engine postgres")

@@ -11,6 +11,8 @@ import pytest
 
 from keyslot_server import pgcluster
 from keyslot_server.pgcluster import Cluster, MissingBinaries, find_bindir, unreachable_part
+from tests import pg
+from tests.harness import Services
 
 
 def _fake_server(bindir: Path) -> Path:
@@ -59,7 +61,13 @@ def test_the_cluster_runs_with_the_settings_asked(pg_cluster: Cluster, pg_url: s
     with psycopg.connect(pg_url) as conn:
         shown = {
             name: conn.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]
-            for name in ("fsync", "synchronous_commit", "full_page_writes", "listen_addresses")
+            for name in (
+                "fsync",
+                "synchronous_commit",
+                "full_page_writes",
+                "listen_addresses",
+                "max_connections",
+            )
         }
         user = conn.execute("SELECT current_user").fetchone()[0]  # type: ignore[index]
     assert shown == {
@@ -67,6 +75,8 @@ def test_the_cluster_runs_with_the_settings_asked(pg_cluster: Cluster, pg_url: s
         "synchronous_commit": "off",
         "full_page_writes": "off",
         "listen_addresses": "127.0.0.1",
+        # Room for a connection per gRPC worker of every pair of services alive at once.
+        "max_connections": str(pg.MAX_CONNECTIONS),
     }
     assert user == pgcluster.ROLE
     # The URL names the passfile and holds no password; the passfile is ours alone.
@@ -102,3 +112,39 @@ def test_a_test_cluster_goes_to_memory_only_when_there_is_room(tmp_path: Path) -
     assert pgcluster.scratch_parent(tmp_path, min_free=0) == tmp_path
     elsewhere = pgcluster.scratch_parent(tmp_path, min_free=1 << 60)
     assert elsewhere != tmp_path and elsewhere.is_dir()
+
+
+def test_the_test_engine_is_sqlite_unless_named_and_a_misspelt_one_is_refused() -> None:
+    assert pg.engine({}) == "sqlite"
+    assert pg.engine({pg.ENGINE_VARIABLE: "postgres"}) == "postgres"
+    with pytest.raises(ValueError, match="KEYSLOT_TEST_ENGINE=postgresql: expected one of"):
+        pg.engine({pg.ENGINE_VARIABLE: "postgresql"})
+
+
+def test_services_on_postgres_get_two_fresh_databases_in_the_fixtures_cluster(
+    pg_cluster: Cluster, tmp_path: Path
+) -> None:
+    svc = Services(tmp_path / "svc", tls=False, engine="postgres")
+    assert pg.cluster() is pg_cluster  # one cluster for the services and the fixtures
+    assert svc.engine == "postgres"
+    names = [url.split("?")[0].rsplit("/", 1)[1] for url in (svc.license_db, svc.device_db)]
+    assert names[0].startswith(f"license_{os.getpid()}_")
+    assert names[1].startswith(f"device_{os.getpid()}_")
+    assert svc.license_db == pg_cluster.url(names[0])
+    with svc.read("device") as db:  # fresh from the template: no table yet
+        assert db.tables() == []
+        assert db.rows("SELECT ? AS one, '%' AS percent", (1,)) == [{"one": 1, "percent": "%"}]
+    svc.stop()  # never started: stop() drops its databases all the same
+    with psycopg.connect(pg_cluster.url("postgres")) as conn:
+        left = conn.execute("SELECT datname FROM pg_database WHERE datname = ANY(%s)", (names,))
+        assert left.fetchall() == []
+    with pytest.raises(RuntimeError, match="make a new one"):
+        svc.start()
+
+
+def test_services_on_sqlite_keep_their_files_in_the_work_directory(tmp_path: Path) -> None:
+    svc = Services(tmp_path / "svc", tls=False, engine="sqlite")
+    assert (svc.license_db, svc.device_db) == (
+        str(tmp_path / "svc" / "license.db"),
+        str(tmp_path / "svc" / "device.db"),
+    )
