@@ -10,6 +10,11 @@ server certificate, the device service on the license service's mutual-TLS
 peer port with its client certificate. ``Servers(tls=False)`` runs all of it
 plaintext on loopback, to measure what TLS costs. The tokens file holds
 hashes only (S6); the tokens the bench calls with are in the credentials file.
+
+The services start on SQLite files in the work directory; ``use_engine``
+points them (stopped) at other databases, such as a PostgreSQL cluster's
+URLs, with log files of their own. The echo servers, tokens and
+certificates stay: one ceiling for both engines.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from bench.engines import SQLITE
 from keyslot_server import tokens
 from keyslot_server.tls import dev_pki
 from tests.harness import DEVICE_SERVICE, LICENSE_SERVICE, Proc
@@ -86,8 +92,10 @@ class Servers:
             }
         )
         env.pop("KEYSLOT_TEST_CLOCK_FILE", None)
+        # The SQLite files (scenario 6 bulk-loads them): the services' databases by default.
         self.license_db = workdir / "license.db"
         self.device_db = workdir / "device.db"
+        self.engine = SQLITE
         pki = self.pki
         serve: list[str] = []
         license_args = ["--db", str(self.license_db)]
@@ -131,6 +139,21 @@ class Servers:
             "TLS (server certificates from the bench's own CA, every client channel and both"
             " echo servers included); device -> license over mutual TLS on the peer port"
         )
+
+    def use_engine(self, engine: str, license_db: str = "", device_db: str = "") -> None:
+        """The next ``start_services`` runs on ``engine``: its databases (a path or a URL),
+        the SQLite files when none are given; stop the services first.
+
+        Each engine other than SQLite logs to files of its own (license-postgres.log, ...).
+        """
+        if self.license.running() or self.device.running():
+            raise RuntimeError("use_engine: stop the services first")
+        self.engine = engine
+        self.license.set_arg("--db", license_db or str(self.license_db))
+        self.device.set_arg("--db", device_db or str(self.device_db))
+        suffix = "" if engine == SQLITE else f"-{engine}"
+        self.license.log = self.workdir / f"license{suffix}.log"
+        self.device.log = self.workdir / f"device{suffix}.log"
 
     def start_echo(self) -> None:
         self.echo.start("bench.Echo")

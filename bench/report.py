@@ -24,6 +24,7 @@ class Row:
     target: str = ""
     status: str = ""
     notes: str = ""
+    engine: str = ""  # the database the services ran on; empty when none was involved
 
 
 @dataclass
@@ -34,6 +35,7 @@ class Report:
     transport: str = ""  # TLS or plaintext: the figures differ, the header says which
     rows: list[Row] = field(default_factory=list)
     facts: list[str] = field(default_factory=list)  # free-form lines after the table
+    engines: list[str] = field(default_factory=list)  # one header line per engine: how it ran
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def add(self, row: Row) -> Row:
@@ -61,6 +63,7 @@ class Report:
             f"python {sys.version.split()[0]}, grpcio {grpc.__version__},"
             f" SQLite {sqlite3.sqlite_version}, {platform.system()} {platform.release()}",
             f"transport: {self.transport or 'not recorded'}",
+            *(f"engine: {line}" for line in self.engines),
         ]
 
 
@@ -84,6 +87,7 @@ def _num(value: float | None, fmt: str) -> str:
 def cells(row: Row) -> list[str]:
     return [
         row.scenario,
+        row.engine,
         _num(row.throughput, ".0f"),
         _num(row.ratio, ".2f"),
         _num(row.p50, ".2f"),
@@ -94,7 +98,7 @@ def cells(row: Row) -> list[str]:
     ]
 
 
-COLUMNS = ["scenario", "per s", "x ceiling", "p50 ms", "p99 ms", "target", "", "notes"]
+COLUMNS = ["scenario", "engine", "per s", "x ceiling", "p50 ms", "p99 ms", "target", "", "notes"]
 
 
 def print_table(report: Report) -> None:
@@ -108,7 +112,8 @@ def print_table(report: Report) -> None:
     for row in report.rows:
         style = {"PASS": "green", "MISS": "red"}.get(row.status, "")
         values = cells(row)
-        values[6] = f"[{style}]{values[6]}[/]" if style else values[6]
+        status = COLUMNS.index("")
+        values[status] = f"[{style}]{values[status]}[/]" if style else values[status]
         table.add_row(*values)
     console = Console(width=max(140, Console().width))
     for line in report.header():

@@ -25,7 +25,9 @@ import psycopg
 
 N = 20_000
 ROWS = 10_000
-SQL = "SELECT device_id, account_id, current_code, update_us FROM overhead_devices WHERE device_id = "
+SQL = (
+    "SELECT device_id, account_id, current_code, update_us FROM overhead_devices WHERE device_id = "
+)
 
 
 def per_statement_us(read: Callable[[int], Any]) -> float:
