@@ -9,7 +9,7 @@
 Each tier ends with conftest's line ``engine <name>: N passed``; then a line
 per tier with its exit status and time. Much of a tier's time is waiting
 (services starting, sweepers' passes), so on this 2-core machine `make test`
-took 5 min 25 s side by side, where one tier after the other took 9 min 3 s
+took 4 min 41 s side by side, where one tier after the other took 9 min 3 s
 (4 min 12 s on SQLite, 4 min 51 s on PostgreSQL): room under the 10-minute
 budget as the suite grows. Ctrl-C reaches both pytest processes (they share
 the terminal's process group), and each stops its services and its cluster.
@@ -37,11 +37,15 @@ PYTEST = str(Path(sys.executable).with_name("pytest"))
 class Tier:
     engine: str
     argv: Sequence[str]
+    # Seconds this tier may take on a 2-core machine, side by side with the other, so
+    # `make test` stays under 10 minutes; a tier past it is named at the end (a warning:
+    # speed is measured by the bench, not failed in a test). Measured: 266 s and 281 s.
+    budget: float = 420.0
 
 
 TIERS = (
-    Tier("sqlite", (PYTEST,)),
-    Tier("postgres", (PYTEST, "tests/e2e")),
+    Tier("sqlite", (PYTEST,), budget=420.0),
+    Tier("postgres", (PYTEST, "tests/e2e"), budget=420.0),
 )
 
 
@@ -75,7 +79,8 @@ def run(tiers: Sequence[Tier], out: Callable[[str], None] = print) -> int:
             return 130
     for tier, code, seconds in results:
         verdict = "passed" if code == 0 else f"FAILED (exit {code})"
-        out(f"tier {tier.engine}: {verdict}, done after {seconds:.0f} s")
+        over = f" -- OVER ITS BUDGET of {tier.budget:.0f} s" if seconds > tier.budget else ""
+        out(f"tier {tier.engine}: {verdict}, done after {seconds:.0f} s{over}")
     return next((code for _, code, _ in results if code != 0), 0)
 
 

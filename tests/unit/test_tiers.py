@@ -37,6 +37,8 @@ def test_the_tiers_run_at_once_each_on_its_engine_and_a_failure_is_the_status(
     code = tiers.run([Tier("sqlite", first), Tier("postgres", second)], out=shown.append)
     assert code == 3
     assert capfd.readouterr().out == "first on sqlite True\n"  # streamed as it ran
+    # "(engine postgres still running)" comes first when the second had not exited yet.
+    shown = [line for line in shown if not line.startswith("(engine ")]
     assert shown[0].startswith("\n--- engine postgres: ")
     assert shown[1] == "second on postgres"  # kept, and shown after the first
     assert shown[2].startswith("tier sqlite: passed, done after ")
@@ -49,3 +51,13 @@ def test_make_test_runs_the_whole_suite_on_sqlite_and_the_e2e_suite_on_postgres(
         ("postgres", ("tests/e2e",)),
     ]
     assert Path(tiers.TIERS[0].argv[0]).name == "pytest"
+
+
+def test_a_tier_past_its_budget_is_named() -> None:
+    shown: list[str] = []
+    slow = Tier("sqlite", _python("import time; time.sleep(0.3)"), budget=0.1)
+    assert tiers.run([slow], out=shown.append) == 0
+    assert shown[-1].startswith("tier sqlite: passed, done after ")
+    assert shown[-1].endswith("OVER ITS BUDGET of 0 s")
+    # Both budgets together fit the 10 minutes of `make test` side by side.
+    assert all(t.budget <= 600 for t in tiers.TIERS)
