@@ -204,12 +204,9 @@ class Session:
     def __getitem__(self, table: str) -> _Table:
         return _Table(self, table)
 
-    def table(self, table: str) -> _Table:
-        return _Table(self, table)
-
 
 class _Table:
-    """The one-row insert, update and upsert (and insert_all) the stores call."""
+    """The one-row insert and update (and insert_all) the stores call."""
 
     def __init__(self, session: Session, name: str) -> None:
         self.session = session
@@ -238,11 +235,6 @@ class _Table:
             raise NotFoundError
         return self
 
-    def upsert(self, record: dict[str, Any]) -> _Table:
-        sql = self.session.engine.statement("upsert", self.name, tuple(record))
-        self.session.execute(sql, [*record.values()])
-        return self
-
 
 class PostgresEngine:
     """A PostgreSQL database named by a URL: a connection per thread, SERIALIZABLE units."""
@@ -250,7 +242,6 @@ class PostgresEngine:
     def __init__(self, url: str, observer: Observer = NOBODY, *, units: int = 1) -> None:
         self.path = url
         self.observer = observer
-        self.synchronous = "on"
         self._local = threading.local()
         self._lock = threading.Lock()
         self._all: list[psycopg.Connection] = []
@@ -262,8 +253,6 @@ class PostgresEngine:
         self._strict = os.environ.get(STRICT_UNITS_ENV) == "1"
         # At most this many units at once in this process (module doc, "Concurrency").
         self._gate = threading.BoundedSemaphore(units)
-        self.commits = 0
-        self.bodies = 0
         self.retries = 0  # attempts re-run after a serialization failure or deadlock
         self.db  # noqa: B018 - connect now: a wrong URL is a start-up error, not the first call's
 
@@ -318,7 +307,8 @@ class PostgresEngine:
         return pks
 
     def statement(self, op: str, table: str, columns: tuple[str, ...]) -> str:
-        """The SQL (SQLite spelling) of ``op`` on ``table`` for ``columns``, built once."""
+        """The SQL (SQLite spelling) of ``op`` (insert, update) on ``table`` for ``columns``,
+        built once."""
         key = (op, table, columns)
         sql = self._statements.get(key)
         if sql is None:
@@ -331,15 +321,7 @@ class PostgresEngine:
             sets = ", ".join(f"{c} = ?" for c in cols)
             where = " AND ".join(f'"{k}" = ?' for k in self.pks(table))
             return f'UPDATE "{table}" SET {sets} WHERE {where}'
-        insert = f'INSERT INTO "{table}" ({", ".join(cols)}) VALUES ({", ".join("?" * len(cols))})'
-        if op == "insert":
-            return insert
-        pks = self.pks(table)
-        sets = ", ".join(
-            f"{c} = excluded.{c}" for c, raw in zip(cols, columns, strict=True) if raw not in pks
-        )
-        keys = ", ".join(f'"{k}"' for k in pks)
-        return f"{insert} ON CONFLICT ({keys}) DO " + (f"UPDATE SET {sets}" if sets else "NOTHING")
+        return f'INSERT INTO "{table}" ({", ".join(cols)}) VALUES ({", ".join("?" * len(cols))})'
 
     # -- units of work -----------------------------------------------------
 
@@ -398,8 +380,6 @@ class PostgresEngine:
             session.in_tx, session.callbacks, session.begin_pending = False, [], False
             if gated:
                 self._gate.release()
-        self.commits += 1
-        self.bodies += 1
         self.observer.group_committed(1)
         if changed:
             for listener in self._listeners:
