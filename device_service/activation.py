@@ -57,7 +57,7 @@ class Activation:
         """Activates ``code`` on the (connected, calling) device; returns the device after
         it and the code. A request id replays the first answer (H1)."""
         key = Key(caller.key, "ActivateDevice", request_id or secrets.token_hex(16))
-        _, grant = self.handshakes.run_at_once(
+        grant = self.handshakes.run_at_once(
             key,
             code,
             device,

@@ -386,14 +386,15 @@ class Handshakes:
             raise self.lost(handshake_id, _busy_error())
         self.hooks[row["purpose"]].on_prepared(row, grant, now_us(self.clock))
 
-    def commit(self, handshake_id: str) -> lpb.Grant:
+    def commit(self, handshake_id: str, row: Row | None = None) -> lpb.Grant:
         """Step 2 for a row already COMMITTING; raises the refusal (H3) after settling.
 
         Every send of the commit (the call's, a retry's, recovery's) carries
         the row's grant and app version, so it is the same request (H1). It runs
         in the trace of the call that began the handshake (``trace.resumed``).
+        ``row`` is the COMMITTING row, if the caller has it.
         """
-        row = self.row(handshake_id)
+        row = row if row is not None else self.row(handshake_id)
         with trace.resumed(row["traceparent"], "handshake.commit"):
             return self._commit(row)
 
@@ -531,14 +532,14 @@ class Handshakes:
         hold_us: int,
         on_behalf_of: str = "",
         precheck: Callable[[], None] | None = None,
-    ) -> tuple[Row, lpb.Grant | None]:
+    ) -> lpb.Grant | None:
         """Prepares and commits a ``commit_at_once`` handshake for ``holder`` in this call.
 
         The request id replays the first answer (H1): a stored refusal as it was,
         a committed handshake as itself; an interrupted one is settled first and,
         if it ended without an answer, run again. ``precheck`` runs after the
-        replay and before a new attempt. Returns the COMMITTED handshake row and
-        the grant, which is None when the answer is a replay.
+        replay and before a new attempt. Returns the committed grant, or None
+        when the answer is a replay of a committed handshake.
         """
         print_ = fingerprint(holder["device_id"], code)
         with self.requests.exclusive(key):
@@ -550,7 +551,7 @@ class Handshakes:
                     step = self.settle(recorded.ref)
                 row = self.row(recorded.ref)
                 if step == COMMITTED:
-                    return row, None
+                    return None
                 if row["failure_reason"] and row["failure_reason"] not in NOT_AN_ANSWER:
                     raise DeviceError.refused(row["failure_reason"], row["failure_message"] or "")
                 # interrupted or rate-limited earlier: try again
@@ -570,23 +571,30 @@ class Handshakes:
                         handshake_id=hid,
                         also=lambda hid: self.requests.claim(key, 0, print_, hid, after=after),
                     )
-                    self.prepare(hid, row, on_behalf_of=on_behalf_of)  # ends COMMITTING
-                    grant = self.commit(hid)
+                    grant = self.prepare(hid, row, on_behalf_of=on_behalf_of)
+                    # The row as the prepare's local write left it (no re-read).
+                    row = {**row, "step": COMMITTING, "grant_id": grant.grant_id}
+                    grant = self.commit(hid, row)
             except DeviceError as err:
                 if stored(err):
                     self.requests.finish(key, 0, print_, refusal=err)
                 raise
-            return self.row(hid), grant
+            return grant
 
     # --- final local writes --------------------------------------------------------------
 
     @st.unit
-    def _finish_committed(self, handshake_id: str, grant: lpb.Grant) -> None:
+    def _finish_committed(self, handshake_id: str, grant: lpb.Grant) -> Row | None:
+        """Ends the handshake COMMITTED with its effects; returns the row after (None
+        when it was already COMMITTED: a repeat changes nothing)."""
         now = now_us(self.clock)
+        values: Row = {"step": COMMITTED, "update_us": now}
+        if grant.grant_id:
+            values["grant_id"] = grant.grant_id
         with self.store.write():
-            row = self.row(handshake_id)
-            if row["step"] == COMMITTED:
-                return
+            row = self.store.end_handshake(handshake_id, (COMMITTED,), values)
+            if row is None:
+                return None
             device_id = row["device_id"]
             hooks = self.hooks[row["purpose"]]
             # The new slot becomes ACTIVE and the code current only while the slot is
@@ -602,41 +610,25 @@ class Handshakes:
                 )
                 self.store.update_device(device_id, {"current_code": row["code"], "update_us": now})
             hooks.on_committed(row, grant, now)
-            self.store.update_handshake(
-                handshake_id,
-                {
-                    "step": COMMITTED,
-                    "grant_id": grant.grant_id or row["grant_id"],
-                    "update_us": now,
-                },
-            )
             self._ended(row["purpose"], COMMITTED, "")
+            return row
 
     @st.unit
     def _finish_aborted(
         self, handshake_id: str, reason: str = "", message: str = "", outcome: str = ""
     ) -> None:
         now = now_us(self.clock)
+        values: Row = {"step": ABORTED, "update_us": now}
+        if reason:
+            values.update(failure_reason=reason, failure_message=message)
+        if outcome:
+            values["outcome"] = outcome
         with self.store.write():
-            row = self.row(handshake_id)
-            if row["step"] in (ABORTED, COMMITTED):
+            row = self.store.end_handshake(handshake_id, (ABORTED, COMMITTED), values)
+            if row is None:
                 return
-            if reason:
-                row["failure_reason"], row["failure_message"] = reason, message
-            if outcome:
-                row["outcome"] = outcome
             self.store.set_slot_state("handshake_id = ?", (handshake_id,), st.RELEASED, now)
             self.hooks[row["purpose"]].on_aborted(row, now)
-            self.store.update_handshake(
-                handshake_id,
-                {
-                    "step": ABORTED,
-                    "outcome": row["outcome"],
-                    "failure_reason": row["failure_reason"],
-                    "failure_message": row["failure_message"],
-                    "update_us": now,
-                },
-            )
             self._ended(row["purpose"], row["outcome"] or ABORTED, row["failure_reason"])
 
     def _ended(self, purpose: str, outcome: str, reason: str) -> None:

@@ -798,8 +798,8 @@ class DeviceStore(Database):
         columns = ", ".join(f"{name} = ?" for name in changes if name in DEVICE_COLUMNS)
         if len(changes) != columns.count("?"):
             raise ValueError(f"not device columns: {sorted(set(changes) - DEVICE_COLUMNS)}")
-        with self.write() as db:
-            db.execute(
+        with self.write():
+            self.send(
                 f"UPDATE devices SET {columns} WHERE device_id = ?",  # noqa: S608 - names checked
                 (*changes.values(), device_id),
             )
@@ -936,29 +936,34 @@ class DeviceStore(Database):
         insert (a handshake's step change that must happen with the claim).
         """
         with self.write() as db:
-            # The disconnect fence (D3): a slot is claimed only for a connected device,
-            # read under the same write lock as DisconnectDevice's release of its slots.
+            # One read of all three facts (one round trip on PostgreSQL): the
+            # disconnect fence (D3; a slot is claimed only for a connected device,
+            # read under the same write lock as DisconnectDevice's release of its
+            # slots), a slot the holder already has, and the code's used slots.
+            facts = self.one(
+                "SELECT (SELECT disconnect_us IS NULL FROM devices WHERE device_id = ?)"
+                " AS connected,"
+                " EXISTS (SELECT 1 FROM slots WHERE code = ? AND device_id = ?"
+                " AND state != 'RELEASED') AS held,"
+                " (SELECT COUNT(*) FROM slots WHERE code = ?"
+                " AND state IN ('PENDING', 'ACTIVE')) AS used",
+                (device_id, code, device_id, code),
+            )
+            assert facts is not None
             if for_account:
                 self.require_account(device_id)
-            else:
-                device = self.device(device_id)
-                if device is None or device["disconnect_us"] is not None:
-                    raise DeviceError.refused(
-                        "DEVICE_NOT_CONNECTED", "the device was disconnected", deviceId=device_id
-                    )
-            held = self.one(
-                "SELECT slot_id FROM slots"
-                " WHERE code = ? AND device_id = ? AND state != 'RELEASED'",
-                (code, device_id),
-            )
-            if held is not None:
+            elif not facts["connected"]:
+                raise DeviceError.refused(
+                    "DEVICE_NOT_CONNECTED", "the device was disconnected", deviceId=device_id
+                )
+            if facts["held"]:
                 raise DeviceError.refused(
                     "DELIVERY_PENDING",
                     "the device already holds or is receiving this code",
                     code=code,
                     deviceId=device_id,
                 )
-            used = self.used_slots(code)
+            used = int(facts["used"])
             if used >= max_devices:
                 raise DeviceError.refused(
                     "NO_FREE_SLOTS",
@@ -1011,6 +1016,19 @@ class DeviceStore(Database):
                 (*values.values(), handshake_id, *frm),
             )
             return cur.rowcount == 1
+
+    @unit
+    def end_handshake(self, handshake_id: str, ends: tuple[str, ...], values: Row) -> Row | None:
+        """Sets ``values`` on a handshake whose step is not one of ``ends`` and returns
+        it as it is after; None when it already reached one of them (or is unknown)."""
+        cols = ", ".join(f"{k} = ?" for k in values)
+        marks = ", ".join("?" for _ in ends)
+        with self.write():
+            return self.one(
+                f"UPDATE handshakes SET {cols}"  # noqa: S608 - names come from code
+                f" WHERE handshake_id = ? AND step NOT IN ({marks}) RETURNING *",
+                (*values.values(), handshake_id, *ends),
+            )
 
     @unit
     def update_handshake(self, handshake_id: str, values: Row) -> None:

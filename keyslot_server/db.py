@@ -445,6 +445,18 @@ class SqliteEngine:
         names = [d[0] for d in cur.description or ()]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
+    def send(
+        self,
+        sql: str,
+        params: tuple | dict = (),  # type: ignore[type-arg]
+        *,
+        one_row: Callable[[], Exception] | None = None,
+    ) -> None:
+        """A write whose answer the caller does not read (see ``Database.send``)."""
+        cur = self.conn.execute(sql, params)
+        if one_row is not None and cur.rowcount != 1:
+            raise one_row()
+
     def one(self, sql: str, params: tuple | dict = ()) -> dict | None:  # type: ignore[type-arg]
         """The first row as a dict, or None."""
         rows = self.query(sql, params)
@@ -535,6 +547,20 @@ class Database:
 
     def one(self, sql: str, params: tuple | dict = ()) -> dict | None:  # type: ignore[type-arg]
         return self.engine.one(sql, params)  # type: ignore[no-any-return]
+
+    def send(
+        self,
+        sql: str,
+        params: tuple | dict = (),  # type: ignore[type-arg]
+        *,
+        one_row: Callable[[], Exception] | None = None,
+    ) -> None:
+        """Runs a write whose answer the caller does not read. On SQLite at once; on
+        PostgreSQL, inside a unit, it goes in one round trip with the unit's next
+        statement that is read, or with its COMMIT. ``one_row``: the statement must
+        change exactly one row, else that error is raised (at the latest before the
+        COMMIT) and the unit rolls back. Either way its error fails the unit."""
+        self.engine.send(sql, params, one_row=one_row)
 
     def close(self) -> None:
         self.engine.close()

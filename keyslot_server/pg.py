@@ -40,6 +40,19 @@ text. Tables whose rows need an insertion order have a ``rowid`` identity
 column on PostgreSQL (SQLite's implicit one elsewhere); like SQLite's it
 is left out of ``SELECT *`` results unless the statement names it.
 
+Round trips: a statement costs a round trip to the server (about 125 us of
+this process's CPU on the bench machine, most of it system time), so a unit
+sends what it can together, through psycopg's pipeline mode. BEGIN goes
+with the unit's first statement. A write whose answer the caller does not
+read (``Database.send``; the one-row insert and update of ``db[table]``)
+is queued and goes with the next statement that is read, or with the
+COMMIT; it is still inside the unit, so its failure (a taken key, a
+serialization failure) fails the whole unit, which is rolled back or
+re-run. A queued write that must change exactly one row (``one_row``) is
+checked by the server (a division by zero when it did not), so the check
+stops the COMMIT queued after it without a round trip of its own. Server-
+side prepared statements are off (see ``connect``).
+
 Exact caches: ``watch_changes`` installs AFTER ROW triggers that append the
 changed keys to a transaction-local setting (``keyslot.changed``); the unit
 reads it just before COMMIT and tells the listeners after the COMMIT
@@ -162,6 +175,9 @@ class Session:
         self.in_unit = False
         # BEGIN not sent yet: it goes in one round trip with the unit's first statement.
         self.begin_pending = False
+        # Statements of the unit not sent yet (BEGIN, then ``send``s): they go out
+        # with the next statement whose answer is read, or with the COMMIT.
+        self.pending: list[_Pending] = []
         self.callbacks: list[Callable[[], None]] = []
 
     @property
@@ -170,19 +186,57 @@ class Session:
 
     def execute(self, sql: str, params: Any = ()) -> psycopg.Cursor[Any]:
         # Parameters always given (maybe none), so psycopg reads the doubled % back.
-        if self.begin_pending:
-            with self.raw.pipeline():  # BEGIN and the statement: one round trip
-                self.raw.execute(BEGIN)
-                self.raw.execute(NO_SEQSCAN)
-                self.begin_pending = False
-                return self.raw.execute(self.engine.sql(sql), _params(params))
+        if self.pending:
+            return self.flush((self.engine.sql(sql), _params(params), None))
         return self.raw.execute(self.engine.sql(sql), _params(params))
 
+    def send(
+        self, sql: str, params: Any = (), *, one_row: Callable[[], Exception] | None = None
+    ) -> None:
+        """A write whose answer the caller does not read (module doc, "Round trips").
+
+        ``one_row``: the statement must change exactly one row, else this error
+        is raised, at the latest by the COMMIT (which it then keeps from
+        happening), and the unit is rolled back.
+        """
+        if one_row is not None:
+            # The server checks the count, so the check needs no round trip of its own.
+            sql = f"WITH changed AS ({sql} RETURNING 1) {_ONE_ROW}"
+        item = (self.engine.sql(sql), _params(params), one_row)
+        if self.in_tx:
+            self.pending.append(item)
+        else:
+            self.flush(item)
+
+    def flush(self, last: _Pending | None = None) -> Any:
+        """Sends the pending statements and ``last`` in one round trip; ``last``'s cursor."""
+        items, self.pending = self.pending, []
+        if last is not None:
+            items.append(last)
+        return self.pipelined(items)[-1]
+
+    def pipelined(self, items: list[_Pending]) -> list[psycopg.Cursor[Any]]:
+        """Runs ``items`` in one round trip; their cursors. Raises the first failure:
+        a ``one_row`` check's own error when that is what failed."""
+        self.begin_pending = False  # from here on a failure needs a ROLLBACK
+        cursors: list[psycopg.Cursor[Any]] = []
+        try:
+            with self.raw.pipeline():
+                for sql, params, _ in items:
+                    cursors.append(self.raw.execute(sql, params))
+        except pg_errors.DivisionByZero:
+            # The first statement without a result is the one that failed.
+            for (_, _, one_row), cur in zip(items, cursors, strict=True):
+                if cur.pgresult is None:
+                    if one_row is not None:
+                        raise one_row() from None
+                    break
+            raise
+        return cursors
+
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        if self.begin_pending:
-            self.raw.execute(BEGIN)
-            self.raw.execute(NO_SEQSCAN)
-            self.begin_pending = False
+        if self.pending:
+            self.flush()
         with self.raw.cursor() as cur:
             cur.executemany(self.engine.sql(sql), [_params(r) for r in rows])
 
@@ -213,8 +267,9 @@ class _Table:
         self.name = name
 
     def insert(self, record: dict[str, Any]) -> _Table:
+        # Sent with the next statement (module doc, "Round trips"); a taken key fails the unit.
         cols = tuple(record)
-        self.session.execute(
+        self.session.send(
             self.session.engine.statement("insert", self.name, cols), [*record.values()]
         )
         return self
@@ -228,11 +283,11 @@ class _Table:
         return self
 
     def update(self, pk_values: Any, updates: dict[str, Any] | None = None) -> _Table:
+        # As sqlite-utils: NotFoundError for a missing row (here by the unit's next round trip).
         updates = updates or {}
         keys = list(pk_values) if isinstance(pk_values, list | tuple) else [pk_values]
         sql = self.session.engine.statement("update", self.name, tuple(updates))
-        if self.session.execute(sql, [*updates.values(), *keys]).rowcount != 1:
-            raise NotFoundError
+        self.session.send(sql, [*updates.values(), *keys], one_row=NotFoundError)
         return self
 
 
@@ -261,7 +316,14 @@ class PostgresEngine:
     def connect(self, **options: Any) -> psycopg.Connection:
         """A new connection with the session settings (module doc)."""
         try:
-            raw = psycopg.connect(self.path, autocommit=True, connect_timeout=10, **options)
+            # prepare_threshold=None: no server-side prepared statements. psycopg
+            # records a statement as prepared when its Parse is queued, so a pipeline
+            # aborted by a serialization failure left names the server never
+            # created ("prepared statement _pg3_2 does not exist" with --db-units 2);
+            # unprepared statements also pass through a transaction-pooling pgbouncer.
+            raw = psycopg.connect(
+                self.path, autocommit=True, connect_timeout=10, prepare_threshold=None, **options
+            )
         except psycopg.OperationalError as err:
             raise DatabaseUnavailable(f"cannot connect to {redacted(self.path)}: {err}") from err
         raw.adapters.register_loader("numeric", _NumericLoader)
@@ -347,27 +409,33 @@ class PostgresEngine:
         session.in_tx, session.callbacks = True, callbacks
         raw = session.raw
         session.begin_pending = True
+        session.pending = list(_OPENING)
         try:
             try:
                 yield session
             except BaseException:
-                with suppress(psycopg.Error):
-                    if not session.begin_pending and not raw.closed:
-                        raw.execute("ROLLBACK")
+                _rollback_quietly(raw)
                 raise
             try:
-                if not session.begin_pending:  # else the unit ran no statement
-                    with raw.pipeline():  # the change report and COMMIT: one round trip
-                        noted = raw.execute(_NOTED) if self._watched else None
-                        raw.execute("COMMIT")
+                # Whether the unit ran or queued a statement (else BEGIN was never sent).
+                ran = not session.begin_pending or len(session.pending) > len(_OPENING)
+                if ran:
+                    # The unsent statements, the change report and COMMIT: one round trip.
+                    tail = [(_NOTED, None, None)] if self._watched else []
+                    pending, session.pending = session.pending, []
+                    cursors = session.pipelined([*pending, *tail, (_COMMIT, None, None)])
+                    noted = cursors[-2] if tail else None
                     row = noted.fetchone() if noted is not None else None
                     changed = _changes(row[0] if row else None)
-            except psycopg.OperationalError as err:
-                if isinstance(err, RETRYABLE):
-                    raise
-                raise DatabaseUnavailable(
-                    f"the outcome of a commit is unknown (connection lost: {err})"
-                ) from err
+            except BaseException as err:
+                if raw.broken or raw.closed:
+                    raise DatabaseUnavailable(
+                        f"the outcome of a commit is unknown (connection lost: {err})"
+                    ) from err
+                # A statement that failed in the pipeline kept the COMMIT after it from
+                # running: the transaction is still open, and nothing of it is kept.
+                _rollback_quietly(raw)
+                raise
         except RETRYABLE as err:
             if not session.in_unit:
                 raise DatabaseUnavailable(f"the database is busy: {err}") from err
@@ -378,6 +446,7 @@ class PostgresEngine:
             raise DatabaseUnavailable(f"the database connection failed: {err}") from err
         finally:
             session.in_tx, session.callbacks, session.begin_pending = False, [], False
+            session.pending = []
             if gated:
                 self._gate.release()
         self.observer.group_committed(1)
@@ -451,6 +520,11 @@ class PostgresEngine:
 
     # -- reads -------------------------------------------------------------
 
+    def send(
+        self, sql: str, params: Any = (), *, one_row: Callable[[], Exception] | None = None
+    ) -> None:
+        self.db.send(sql, params, one_row=one_row)
+
     def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
         return self.db.query(sql, params)
 
@@ -475,12 +549,29 @@ def _changes(noted: str | None) -> set[tuple[str, object]]:
     return changed
 
 
+# A statement not sent yet: its SQL (psycopg's spelling), parameters, and the error
+# to raise unless it changes exactly one row.
+_Pending = tuple[str, Any, Callable[[], Exception] | None]
 BEGIN = "BEGIN ISOLATION LEVEL SERIALIZABLE, READ WRITE"
 # A sequential scan takes a predicate lock on the whole table, so under SERIALIZABLE
 # it conflicts with every concurrent write of that table; small tables (a few pages)
 # get one by default. Inside units the planner uses an index wherever one applies.
 NO_SEQSCAN = "SET LOCAL enable_seqscan = off"
 _NOTED = "SELECT current_setting('keyslot.changed', true)"
+_COMMIT = "COMMIT"
+# What a statement that must change one row is followed by (Session.send): no row, or
+# more than one, divides by zero on the server, which stops the COMMIT after it.
+_ONE_ROW = "SELECT 1 / CAST(COUNT(*) = 1 AS integer) FROM changed"
+# What opens every unit, sent with its first statement.
+_OPENING: tuple[_Pending, ...] = ((BEGIN, None, None), (NO_SEQSCAN, None, None))
+
+
+def _rollback_quietly(raw: psycopg.Connection) -> None:
+    """Ends the connection's transaction, if one is open (its failure is not the news)."""
+    with suppress(psycopg.Error):
+        if not raw.closed and raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            raw.execute("ROLLBACK")
+
 
 # Appends "table<TAB>key<LF>" for the old and new row to the transaction-local
 # setting keyslot.changed, once per key (see watch_changes).

@@ -32,6 +32,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -58,6 +59,10 @@ SERVER_PROGRAMS = ("initdb", "pg_ctl", "postgres")
 # A unix socket path is at most 107 bytes (sun_path), the socket's own name included.
 _SOCKET_PATH_MAX = 107
 _START_ATTEMPTS = 3  # a free port taken by someone else before the server binds it
+
+
+# Tries of a DROP DATABASE an autovacuum worker is in the way of, 0.1 s apart.
+_DROP_ATTEMPTS = 50
 
 
 class ClusterError(RuntimeError):
@@ -253,10 +258,21 @@ class Cluster:
         return self.url(name)
 
     def drop_database(self, name: str) -> None:
-        """Drops ``name``, closing any connection still open to it."""
-        self._admin_execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+        """Drops ``name``, closing any connection still open to it.
+
+        FORCE cannot end a session of another role: an autovacuum worker that
+        happens to be in the database (it runs as the superuser) refuses the drop
+        for the moment it takes, so a refused drop is tried again for a while.
+        """
+        statement = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        for attempt in range(_DROP_ATTEMPTS):
+            try:
+                self._admin_execute(statement)
+                return
+            except psycopg.errors.InsufficientPrivilege:
+                if attempt == _DROP_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.1)
 
     def stop(self, *, remove: bool = True) -> None:
         """Stops the server (fast: open sessions are ended) and removes ``directory``."""

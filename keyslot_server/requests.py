@@ -283,22 +283,26 @@ class RequestLog:
         (the one writing the work's intent row). ``after``: the claimed work a retry found
         ended without an answer, which ``ref`` replaces. AlreadyClaimed if another attempt
         claimed it first."""
-        with self.db.write() as db:
+
+        def taken() -> Exception:
+            return AlreadyClaimed(f"{key} position {position}")
+
+        with self.db.write():
             if after:
-                cur = db.conn.execute(
+                self.db.send(
                     f"UPDATE {self.table} SET ref = ? WHERE caller = ? AND method = ?"  # noqa: S608
                     " AND request_id = ? AND position = ? AND state = ? AND ref = ?",
                     (ref, *_key(key, position), CLAIMED, after),
+                    one_row=taken,
                 )
             else:
-                cur = db.conn.execute(
+                self.db.send(
                     f"INSERT INTO {self.table} (caller, method, request_id, position,"  # noqa: S608
                     " fingerprint, state, ref, create_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (caller, method, request_id, position) DO NOTHING",
                     (*_key(key, position), fingerprint, CLAIMED, ref, self.now_us()),
+                    one_row=taken,
                 )
-            if cur.rowcount != 1:
-                raise AlreadyClaimed(f"{key} position {position}")
 
     @unit
     def finish(
@@ -313,8 +317,8 @@ class RequestLog:
         """Stores the final answer (a refusal's full rich status, or response bytes); a
         claimed record keeps its ``ref`` and create time."""
         status = refusal.to_status().SerializeToString() if refusal is not None else None
-        with self.db.write() as db:
-            db.conn.execute(
+        with self.db.write():
+            self.db.send(
                 f"INSERT INTO {self.table} (caller, method, request_id, position,"  # noqa: S608
                 " fingerprint, state, response, status, create_us)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"

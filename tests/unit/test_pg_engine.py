@@ -93,6 +93,25 @@ def test_a_read_then_write_unit_is_rerun_not_lost(pg_url: str) -> None:
     db.close()
 
 
+def test_units_whose_sent_writes_conflict_are_rerun_and_the_connection_stays_usable(
+    pg_url: str,
+) -> None:
+    # Serialization failures then surface in a pipeline (the unit's COMMIT round trip);
+    # every statement after them, prepared or not, must still run.
+    db = _counter(pg_url)
+
+    def increment() -> None:
+        row = db.one("SELECT n FROM counter WHERE id = 1")
+        assert row is not None
+        db.send("UPDATE counter SET n = ? WHERE id = 1", (row["n"] + 1,), one_row=KeyError)
+
+    errors = _in_threads(8, lambda _: [db.transact(increment) for _ in range(15)])
+    assert errors == []
+    assert db.one("SELECT n FROM counter WHERE id = 1") == {"n": 120}
+    assert db.engine.retries > 0
+    db.close()
+
+
 def test_callbacks_run_once_after_the_final_commit(pg_url: str) -> None:
     db = _counter(pg_url)
     ran: list[int] = []
@@ -244,3 +263,76 @@ def test_one_unit_at_a_time_per_process_needs_no_rerun(pg_url: str) -> None:
     assert db.one("SELECT n FROM counter WHERE id = 1") == {"n": 80}
     assert db.engine.retries == 0
     db.close()
+
+
+# --- writes sent without waiting for their answer (Database.send) ------------------
+
+
+class _Taken(Exception):
+    pass
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def either_db(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
+    """A Database with a keyed table ``kv``, on each engine."""
+    if request.param == "sqlite":
+        db = Database(str(tmp_path / "kv.db"))
+        db.transact(lambda: db.conn.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER)"))
+    else:
+        db = Database(request.getfixturevalue("pg_url"))
+        raw = db.engine.connect()
+        raw.execute("SET default_transaction_read_only = off")
+        raw.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v BIGINT)")
+        raw.close()
+    yield db
+    db.close()
+
+
+def _rows(db: Database) -> dict[str, int]:
+    return {r["k"]: r["v"] for r in db.query("SELECT k, v FROM kv ORDER BY k")}
+
+
+def test_sent_writes_are_seen_by_the_next_read_and_committed_in_order(either_db: Any) -> None:
+    db = either_db
+
+    def body() -> dict[str, Any] | None:
+        db.send("INSERT INTO kv (k, v) VALUES (?, ?)", ("a", 1))
+        db.send("UPDATE kv SET v = v + 10 WHERE k = ?", ("a",), one_row=_Taken)
+        db.send("INSERT INTO kv (k, v) VALUES (?, ?)", ("b", 2))
+        return db.one("SELECT v FROM kv WHERE k = ?", ("a",))
+
+    assert db.transact(body) == {"v": 11}
+    db.transact(lambda: db.send("INSERT INTO kv (k, v) VALUES (?, ?)", ("c", 3)))
+    assert _rows(db) == {"a": 11, "b": 2, "c": 3}
+
+
+def test_a_sent_write_that_fails_fails_its_whole_unit(either_db: Any) -> None:
+    db = either_db
+    db.transact(lambda: db.send("INSERT INTO kv (k, v) VALUES (?, ?)", ("a", 1)))
+
+    def duplicate() -> None:
+        db.send("INSERT INTO kv (k, v) VALUES (?, ?)", ("b", 2))
+        db.send("INSERT INTO kv (k, v) VALUES (?, ?)", ("a", 9))  # the key is taken
+
+    with pytest.raises(Exception, match="(?i)unique|duplicate"):
+        db.transact(duplicate)
+    assert _rows(db) == {"a": 1}  # b was not kept either
+    db.transact(lambda: db.send("UPDATE kv SET v = 5 WHERE k = ?", ("a",)))
+    assert _rows(db) == {"a": 5}  # and the connection is usable after it
+
+
+def test_a_sent_write_that_must_change_one_row_raises_its_error_and_keeps_nothing(
+    either_db: Any,
+) -> None:
+    db = either_db
+
+    def claim_missing() -> None:
+        db.send("INSERT INTO kv (k, v) VALUES (?, ?)", ("a", 1))
+        db.send("UPDATE kv SET v = 2 WHERE k = ?", ("a",), one_row=KeyError)  # it holds
+        db.send("UPDATE kv SET v = 2 WHERE k = ?", ("nobody",), one_row=_Taken)
+
+    with pytest.raises(_Taken):
+        db.transact(claim_missing)
+    assert _rows(db) == {}
+    db.transact(lambda: db.send("INSERT INTO kv (k, v) VALUES (?, ?)", ("z", 0)))
+    assert _rows(db) == {"z": 0}
